@@ -1,0 +1,256 @@
+"""CloudEvents 1.0 envelope and the pydantic models of every event (the contract)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError
+
+SCHAKEL_NAMESPACE = uuid.UUID("6f1c3a52-7d8e-4b1f-9a3c-2e5d8f0b4c71")
+
+
+def deterministic_id(*parts: str) -> str:
+    """A UUID derived from its parts, so a redelivered input yields the same event id."""
+    return str(uuid.uuid5(SCHAKEL_NAMESPACE, "|".join(parts)))
+
+
+def utcnow() -> datetime:
+    """The current instant, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+class Route(StrEnum):
+    """The consultation bodies a signal can be routed to."""
+
+    ZAT = "zat"
+    WIJKTEAM = "wijkteam"
+    OOV = "oov"
+    MELDCODE = "meldcode"
+    COORDINATOR = "coordinator"
+
+
+class Urgency(StrEnum):
+    """U0 acute … U3 low / monitor."""
+
+    U0 = "U0"
+    U1 = "U1"
+    U2 = "U2"
+    U3 = "U3"
+
+
+class Contract(BaseModel):
+    """Base of every event payload: strict about unknown fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Contact(Contract):
+    """A professional who is mailed (never the child or the parents)."""
+
+    name: str = Field(max_length=200)
+    email: EmailStr
+
+
+class SignalReceived(Contract):
+    """Intake validated a signal and pseudonymised its subject."""
+
+    event_type: Literal["nl.schakel.signal.received.v1"] = "nl.schakel.signal.received.v1"
+    signal_id: str
+    reference: str
+    partner_id: str
+    partner_kind: str
+    category: str
+    urgency: Urgency
+    subject_key: str
+    family_key: str | None = None
+    school_brin: str | None = None
+    flags: list[str] = []
+    postcode_area: str | None = None
+    summary_sealed: str | None = None
+    observed_at: datetime | None = None
+    received_at: datetime
+    reporter: Contact
+    legal_basis: str
+    parents_informed: bool = False
+
+
+class SignalAssigned(Contract):
+    """Routing assigned a signal to a consultation body, and says why."""
+
+    event_type: Literal["nl.schakel.signal.assigned.v1"] = "nl.schakel.signal.assigned.v1"
+    signal_id: str
+    reference: str
+    category: str
+    urgency: Urgency
+    route: Route
+    body_id: str
+    body_name: str
+    rule_id: str
+    rule_description: str
+    facts: dict[str, str] = {}
+    partner_id: str
+    partner_kind: str
+    school_brin: str | None = None
+    flags: list[str] = []
+    matched: bool = False
+    summary_sealed: str | None = None
+    reporter: Contact
+    received_at: datetime
+    assigned_at: datetime
+    attempt: int = 1
+
+
+class LifecycleChange(StrEnum):
+    """What a body (or the reporter) did with a signal."""
+
+    ACKNOWLEDGED = "acknowledged"
+    FEEDBACK = "feedback"
+    CLOSED = "closed"
+    REJECTED = "rejected"
+    REOPENED = "reopened"
+    WITHDRAWN = "withdrawn"
+
+
+class LifecycleRequested(Contract):
+    """A partner asked over HTTP for a lifecycle change; the feedback agent decides."""
+
+    event_type: Literal["nl.schakel.lifecycle.requested.v1"] = "nl.schakel.lifecycle.requested.v1"
+    request_id: str
+    signal_id: str
+    change: LifecycleChange
+    partner_id: str
+    message_sealed: str | None = None
+    outcome: str | None = None
+    reason: str | None = None
+    requested_at: datetime
+
+
+class SignalLifecycleChanged(Contract):
+    """A signal moved to a new lifecycle state."""
+
+    event_type: Literal["nl.schakel.signal.lifecycle.v1"] = "nl.schakel.signal.lifecycle.v1"
+    signal_id: str
+    reference: str
+    change: LifecycleChange
+    status: str
+    actor_partner_id: str
+    route: Route
+    body_id: str
+    body_name: str
+    urgency: Urgency
+    outcome: str | None = None
+    reason: str | None = None
+    message_sealed: str | None = None
+    reporter: Contact
+    reporter_partner_id: str
+    at: datetime
+
+
+class NotificationSent(Contract):
+    """Notify handed an e-mail to the SMTP server (no content, only the facts)."""
+
+    event_type: Literal["nl.schakel.notification.sent.v1"] = "nl.schakel.notification.sent.v1"
+    signal_id: str
+    source_event_id: str
+    template: str
+    recipient_role: str
+    recipient: EmailStr
+    message_id: str
+    sent_at: datetime
+
+
+EVENT_MODELS: dict[str, type[Contract]] = {
+    model.model_fields["event_type"].default: model
+    for model in (
+        SignalReceived,
+        SignalAssigned,
+        LifecycleRequested,
+        SignalLifecycleChanged,
+        NotificationSent,
+    )
+}
+
+M = TypeVar("M", bound=Contract)
+
+
+class CloudEvent(BaseModel):
+    """A CloudEvents 1.0 event in structured JSON mode."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str
+    source: str
+    type: str
+    time: datetime
+    subject: str | None = None
+    datacontenttype: Literal["application/json"] = "application/json"
+    data: dict[str, Any]
+
+
+class UndecodableRecord(ValueError):
+    """A record that is not a valid event of the expected kind; carries a stable code."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+def make_event(data: Contract, *, source: str, subject: str, event_id: str | None = None) -> CloudEvent:
+    """Wrap a payload in a CloudEvents envelope."""
+    payload = data.model_dump(mode="json")
+    event_type = payload.pop("event_type")
+    return CloudEvent(
+        id=event_id or str(uuid.uuid4()),
+        source=source,
+        type=event_type,
+        time=utcnow(),
+        subject=subject,
+        data=payload,
+    )
+
+
+def encode_event(event: CloudEvent) -> bytes:
+    """Serialise an envelope to UTF-8 JSON bytes."""
+    return event.model_dump_json(exclude_none=True).encode()
+
+
+def decode_event(raw: bytes | None) -> tuple[CloudEvent, Contract]:
+    """Parse and validate a record value; raise UndecodableRecord with a code."""
+    if raw is None:
+        raise UndecodableRecord("empty_record", "record has no value")
+    try:
+        envelope = CloudEvent.model_validate_json(raw)
+    except ValidationError as exc:
+        code = "bad_json" if _is_json_error(exc) else "bad_envelope"
+        raise UndecodableRecord(code, _summarise(exc)) from None
+    model = EVENT_MODELS.get(envelope.type)
+    if model is None:
+        raise UndecodableRecord("unknown_event_type", f"unknown type {envelope.type!r}")
+    try:
+        data = model.model_validate({**envelope.data, "event_type": envelope.type})
+    except ValidationError as exc:
+        raise UndecodableRecord("schema_violation", _summarise(exc)) from None
+    return envelope, data
+
+
+def decode_as(raw: bytes | None, model: type[M]) -> tuple[CloudEvent, M]:
+    """Decode a record and insist it is of one model."""
+    envelope, data = decode_event(raw)
+    if not isinstance(data, model):
+        raise UndecodableRecord("unexpected_event_type", f"expected {model.__name__}, got {envelope.type}")
+    return envelope, data
+
+
+def _is_json_error(exc: ValidationError) -> bool:
+    return any(err.get("type") == "json_invalid" for err in exc.errors())
+
+
+def _summarise(exc: ValidationError) -> str:
+    """Field locations and error types only: never the offending input values."""
+    parts = [f"{'.'.join(str(p) for p in err['loc']) or '<root>'}:{err['type']}" for err in exc.errors()[:5]]
+    return "; ".join(parts)

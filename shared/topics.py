@@ -1,0 +1,84 @@
+"""The one registry of every Kafka topic Schakel uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DAY_MS = 24 * 60 * 60 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic: its name, what it is keyed by, and how it is kept."""
+
+    name: str
+    key: str
+    description: str
+    partitions: int = 4
+    retention_ms: int = 730 * DAY_MS
+    cleanup_policy: str = "delete"
+
+    def config(self) -> dict[str, str]:
+        """Topic-level configuration for CreateTopics."""
+        return {
+            "cleanup.policy": self.cleanup_policy,
+            "retention.ms": str(self.retention_ms),
+        }
+
+
+SIGNALS_INBOUND = TopicSpec(
+    "signals.inbound", "partner id", "raw, untrusted events from Kafka-connected partners"
+)
+SIGNALS_INBOUND_DLQ = TopicSpec(
+    "signals.inbound.dlq", "partner id", "rejected inbound records, with provenance headers"
+)
+SIGNALS_RECEIVED = TopicSpec(
+    "signals.received", "subject key", "validated, normalised signals; keyed by child"
+)
+SIGNALS_RECEIVED_DLQ = TopicSpec(
+    "signals.received.dlq", "original key", "records routing could not parse, with provenance"
+)
+SIGNALS_ASSIGNED = TopicSpec(
+    "signals.assigned", "signal id", "routing decisions: body, rule id, explanation"
+)
+SIGNALS_MATCHED = TopicSpec(
+    "signals.matched", "subject key", "two or more partners signalled the same child"
+)
+LIFECYCLE_REQUESTS = TopicSpec(
+    "signals.lifecycle.requests",
+    "signal id",
+    "lifecycle changes asked for over HTTP, applied in order by the feedback agent",
+    retention_ms=7 * DAY_MS,
+)
+SIGNALS_LIFECYCLE = TopicSpec(
+    "signals.lifecycle", "signal id", "acknowledged, feedback given, rejected, closed, reopened"
+)
+SIGNALS_LIFECYCLE_DLQ = TopicSpec(
+    "signals.lifecycle.dlq", "original key", "records feedback could not parse, with provenance"
+)
+SLA_WARNING = TopicSpec("sla.warning", "signal id", "deadlines about to pass")
+SLA_BREACHED = TopicSpec("sla.breached", "signal id", "deadlines passed")
+NOTIFICATIONS_SENT = TopicSpec(
+    "notifications.sent", "signal id", "what was mailed to whom (no content)"
+)
+NOTIFICATIONS_DLQ = TopicSpec(
+    "notifications.dlq", "signal id", "records or e-mails notify could not handle"
+)
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (
+    SIGNALS_INBOUND,
+    SIGNALS_INBOUND_DLQ,
+    SIGNALS_RECEIVED,
+    SIGNALS_RECEIVED_DLQ,
+    SIGNALS_ASSIGNED,
+    SIGNALS_MATCHED,
+    LIFECYCLE_REQUESTS,
+    SIGNALS_LIFECYCLE,
+    SIGNALS_LIFECYCLE_DLQ,
+    SLA_WARNING,
+    SLA_BREACHED,
+    NOTIFICATIONS_SENT,
+    NOTIFICATIONS_DLQ,
+)
+
+BY_NAME: dict[str, TopicSpec] = {topic.name: topic for topic in ALL_TOPICS}
