@@ -1,0 +1,159 @@
+"""Kafka plumbing: the faust app factory, the per-record loop with dead letters, producers."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import faust
+import structlog
+from aiokafka import AIOKafkaProducer
+
+from shared.events import CloudEvent, Contract, UndecodableRecord, decode_event, encode_event
+from shared.metrics import HopMetrics
+from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[CloudEvent, Contract, bytes | None], Awaitable[None]]
+
+
+def create_faust_app(name: str, settings: Settings, *, store: str | None = None) -> faust.App:
+    """A faust app configured the Schakel way (RocksDB, earliest, no web server, few partitions)."""
+    datadir: Path = settings.service_state_dir(name) / "faust"
+    return faust.App(
+        f"schakel-{name}",
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store=store or "rocksdb://",
+        datadir=str(datadir),
+        web_enabled=False,
+        autodiscover=False,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=1,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        table_standby_replicas=0,
+        broker_commit_every=100,
+        broker_commit_interval=1.0,
+        stream_wait_empty=False,
+    )
+
+
+def raw_topic(app: faust.App, name: str) -> faust.TopicT:
+    """A topic of raw bytes; decoding is ours (shared.events), never faust's models."""
+    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+
+def provenance_headers(*, topic: str, partition: int, offset: int, code: str, service: str) -> list[tuple[str, bytes]]:
+    """Headers that say where a dead letter came from and why."""
+    return [
+        ("schakel-original-topic", topic.encode()),
+        ("schakel-original-partition", str(partition).encode()),
+        ("schakel-original-offset", str(offset).encode()),
+        ("schakel-error-code", code.encode()),
+        ("schakel-dead-lettered-by", service.encode()),
+    ]
+
+
+async def send_and_wait(
+    app: faust.App, *, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None
+) -> None:
+    """Produce one record and wait for the broker's acknowledgement."""
+    producer = await app.maybe_start_producer()
+    await producer.send_and_wait(topic, key, value, partition=None, timestamp=None, headers=headers)
+
+
+async def publish(app: faust.App, metrics: HopMetrics, *, topic: str, key: str, event: CloudEvent) -> None:
+    """Send an event, wait for the ack, count it."""
+    await send_and_wait(app, topic=topic, key=key.encode(), value=encode_event(event))
+    metrics.produced.labels(topic=topic).inc()
+
+
+def fatal(exc: BaseException) -> None:
+    """A bug or a broken dependency: stop the process so the supervisor restarts it.
+
+    The record being processed is not acknowledged, so it is read again after the restart.
+    """
+    log.critical("fatal_error_stopping_worker", error=type(exc).__name__, exc_info=exc)
+    os._exit(70)
+
+
+class RecordLoop:
+    """Reads a stream record by record: decode, handle, dead-letter the bad ones, count."""
+
+    def __init__(self, app: faust.App, *, service: str, metrics: HopMetrics, dlq_topic: str) -> None:
+        self.app = app
+        self.service = service
+        self.metrics = metrics
+        self.dlq_topic = dlq_topic
+        self.processed: dict[tuple[str, int], int] = {}
+
+    async def run(self, stream: Any, handler: Handler) -> None:
+        """Consume until the stream ends; never lets a bad record stop or skip silently."""
+        async for event in stream.events():
+            message = event.message
+            started = time.perf_counter()
+            self.metrics.consumed.labels(topic=message.topic).inc()
+            try:
+                envelope, data = decode_event(event.value)
+            except UndecodableRecord as exc:
+                await self.dead_letter(message, exc.code)
+            else:
+                try:
+                    await handler(envelope, data, event.key)
+                except UndecodableRecord as exc:
+                    await self.dead_letter(message, exc.code)
+                except Exception as exc:  # noqa: BLE001 - a bug or a dependency: crash, do not skip
+                    fatal(exc)
+            self.processed[(message.topic, message.partition)] = message.offset
+            self.metrics.duration.labels(topic=message.topic).observe(time.perf_counter() - started)
+
+    async def dead_letter(self, message: Any, code: str) -> None:
+        """Write the original record with provenance to the dead-letter topic, awaited."""
+        headers = provenance_headers(
+            topic=message.topic, partition=message.partition, offset=message.offset, code=code, service=self.service
+        )
+        await send_and_wait(self.app, topic=self.dlq_topic, key=message.key, value=message.value or b"",
+                            headers=headers)
+        self.metrics.dead_letters.labels(topic=message.topic, reason=code).inc()
+        self.metrics.produced.labels(topic=self.dlq_topic).inc()
+        log.warning("record_dead_lettered", topic=message.topic, partition=message.partition,
+                    offset=message.offset, code=code)
+
+    def update_lag(self) -> None:
+        """Set the lag gauge from the consumer's high-water marks and what was processed."""
+        consumer = getattr(self.app, "_consumer", None)
+        if consumer is None:
+            return
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            done = self.processed.get((tp.topic, tp.partition))
+            lag = highwater - (done + 1) if done is not None else highwater
+            self.metrics.lag.labels(topic=tp.topic, partition=str(tp.partition)).set(max(lag, 0))
+
+
+def faust_ready(app: faust.App) -> bool:
+    """Started, assigned, not rebalancing, and tables recovered."""
+    try:
+        recovered = app.tables.recovery.completed.is_set()
+    except Exception:  # noqa: BLE001 - not built yet
+        return False
+    return bool(app.started and not app.rebalancing and recovered)
+
+
+def create_producer(settings: Settings) -> AIOKafkaProducer:
+    """An idempotent acks=all producer for services that publish from HTTP requests."""
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_idempotence=True,
+        acks="all",
+        request_timeout_ms=10000,
+        retry_backoff_ms=200,
+        client_id="schakel",
+    )

@@ -1,0 +1,65 @@
+"""Metric helpers: the per-hop metrics every service has, label pre-creation, the /metrics app."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_asgi_app
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+# Business durations (time to acknowledge, to feedback, to close): minutes to months.
+DAY = 86400.0
+LIFECYCLE_BUCKETS = (60.0, 600.0, 3600.0, 4 * 3600.0, DAY, 2 * DAY, 5 * DAY, 10 * DAY, 20 * DAY, 40 * DAY, 90 * DAY)
+
+
+def precreate(metric: Any, label_sets: Iterable[Mapping[str, str]]) -> None:
+    """Create every known label combination so the series exist before the first event."""
+    for labels in label_sets:
+        metric.labels(**labels)
+
+
+def combos(**values: Sequence[str]) -> list[dict[str, str]]:
+    """Every combination of the given label values."""
+    result: list[dict[str, str]] = [{}]
+    for name, options in values.items():
+        result = [{**partial, name: option} for partial in result for option in options]
+    return result
+
+
+class HopMetrics:
+    """Records in and out, processing time, lag, dead letters and readiness of one service."""
+
+    def __init__(
+        self, service: str, *, registry: CollectorRegistry, consumes: Sequence[str], produces: Sequence[str]
+    ) -> None:
+        self.service = service
+        self.consumed = Counter(
+            f"{service}_records_consumed_total", "Records read from Kafka.", ["topic"], registry=registry
+        )
+        self.produced = Counter(
+            f"{service}_records_produced_total", "Records written to Kafka and acknowledged.", ["topic"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            f"{service}_record_processing_duration_seconds", "Time to handle one consumed record.", ["topic"],
+            buckets=LATENCY_BUCKETS, registry=registry,
+        )
+        self.lag = Gauge(
+            f"{service}_consumer_lag_records", "Records not yet processed, per partition.", ["topic", "partition"],
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            f"{service}_dead_letters_total", "Records written to a dead-letter topic.", ["topic", "reason"],
+            registry=registry,
+        )
+        self.ready = Gauge(f"{service}_ready", "1 when connected to Kafka and tables are recovered.",
+                           registry=registry)
+        precreate(self.consumed, combos(topic=consumes))
+        precreate(self.duration, combos(topic=consumes))
+        precreate(self.produced, combos(topic=produces))
+
+
+def metrics_asgi_app(registry: CollectorRegistry) -> Any:
+    """The ASGI app serving a registry in the Prometheus text format."""
+    return make_asgi_app(registry=registry)
