@@ -6,10 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
-from prometheus_client import CollectorRegistry
-
-from shared.metrics import metrics_asgi_app
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -44,4 +42,6 @@ def add_operational_routes(api: FastAPI, *, registry: CollectorRegistry, ready: 
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "not_ready"}, status_code=503)
 
-    api.mount("/metrics", metrics_asgi_app(registry))
+    @api.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,62 @@
+"""Pure intake logic: a validated request from a partner becomes a SignalReceived event."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+
+from shared.events import Contact, SignalReceived, deterministic_id
+from shared.municipality import Partner
+from shared.pseudonym import family_key, seal, subject_key
+from shared.taxonomy import CATEGORIES
+from services.intake.validation import SignalIn
+
+
+def signal_id_for(*, partner_id: str, idempotency_key: str | None, fallback: str) -> str:
+    """Deterministic per (partner, Idempotency-Key) so a retried request names the same signal."""
+    if idempotency_key:
+        return deterministic_id("signal", partner_id, idempotency_key)
+    return fallback
+
+
+def reference_for(signal_id: str, received_at: datetime) -> str:
+    """The short human reference, e.g. SK-2026-3F9A12BC."""
+    return f"SK-{received_at.year}-{signal_id.replace('-', '')[:8].upper()}"
+
+
+def body_fingerprint(payload: object) -> str:
+    """A stable hash of a request body, to tell a retry from a different request under one key."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def to_signal_received(
+    signal: SignalIn, *, partner: Partner, signal_id: str, received_at: datetime, pseudonym_secret: str,
+    sealing_key: str,
+) -> SignalReceived:
+    """Pseudonymise identifiers, seal free text, apply the category's default urgency."""
+    subject = signal.subject
+    reporter = signal.reporter or partner.contact
+    school_brin = subject.school_brin or (partner.school_brin if partner.kind == "school" else None)
+    return SignalReceived(
+        signal_id=signal_id,
+        reference=reference_for(signal_id, received_at),
+        partner_id=partner.id,
+        partner_kind=partner.kind,
+        category=signal.category,
+        urgency=signal.urgency or CATEGORIES[signal.category].urgency,
+        subject_key=subject_key(
+            secret=pseudonym_secret, bsn=subject.bsn, school_brin=subject.school_brin, pupil_ref=subject.pupil_ref
+        ),
+        family_key=family_key(secret=pseudonym_secret, family_ref=subject.family_ref) if subject.family_ref else None,
+        school_brin=school_brin,
+        flags=signal.flags,
+        postcode_area=signal.postcode_area,
+        summary_sealed=seal(signal.summary, key=sealing_key, context=signal_id) if signal.summary else None,
+        observed_at=signal.observed_at,
+        received_at=received_at,
+        reporter=Contact(name=reporter.name, email=reporter.email),
+        legal_basis=signal.legal_basis,
+        parents_informed=signal.parents_informed,
+    )

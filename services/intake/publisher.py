@@ -1,0 +1,75 @@
+"""Publishing to Kafka from HTTP requests: start in the background, answer 503 while the broker is away."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from shared.kafka import create_producer
+from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+class BrokerUnavailable(RuntimeError):
+    """Kafka did not acknowledge the write in time; nothing may be reported as accepted."""
+
+
+class Publisher:
+    """An idempotent acks=all producer that (re)connects by itself."""
+
+    def __init__(self, settings: Settings, *, send_timeout_s: float = 10.0) -> None:
+        self.settings = settings
+        self.send_timeout_s = send_timeout_s
+        self._producer: AIOKafkaProducer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Whether a producer is connected."""
+        return self._producer is not None
+
+    async def start(self) -> None:
+        """Begin connecting in the background; HTTP is served meanwhile."""
+        self._task = asyncio.create_task(self._connect_forever())
+
+    async def _connect_forever(self) -> None:
+        delay = 0.5
+        while self._producer is None:
+            producer = create_producer(self.settings)
+            try:
+                await producer.start()
+            except KafkaError as exc:
+                log.warning("kafka_not_reachable", error=type(exc).__name__, retry_in_s=delay)
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            else:
+                self._producer = producer
+                log.info("kafka_producer_connected")
+
+    async def stop(self) -> None:
+        """Flush and close."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def publish(self, *, topic: str, key: str, value: bytes) -> None:
+        """Write one record and wait for the broker's ack; BrokerUnavailable otherwise."""
+        if self._producer is None:
+            raise BrokerUnavailable("not connected to Kafka yet")
+        try:
+            await asyncio.wait_for(
+                self._producer.send_and_wait(topic, value=value, key=key.encode()), timeout=self.send_timeout_s
+            )
+        except (KafkaError, asyncio.TimeoutError) as exc:
+            log.warning("kafka_write_failed", topic=topic, error=type(exc).__name__)
+            raise BrokerUnavailable(type(exc).__name__) from exc
