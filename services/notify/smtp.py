@@ -1,0 +1,197 @@
+"""SMTP delivery over one reused aiosmtplib connection, with failures split into transient and permanent."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import parseaddr
+from typing import Any
+
+import aiosmtplib
+
+
+class SmtpError(Exception):
+    """Base of the errors SmtpSender raises."""
+
+
+class TransientSmtpError(SmtpError):
+    """Delivery failed for now (no connection, timeout, disconnect, 4xx reply); retrying may help."""
+
+
+class PermanentSmtpError(SmtpError):
+    """The server refused the message for good (5xx reply); retrying will not help."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"{code} {reason}")
+        self.code = code
+        self.reason = reason
+
+
+RetryCallback = Callable[[int, TransientSmtpError, float], Awaitable[None] | None]
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """Where and how to deliver mail."""
+
+    host: str = "127.0.0.1"
+    port: int = 8025
+    sender: str = "Schakel <noreply@schakel.example>"
+    username: str | None = None
+    password: str | None = None
+    starttls: bool = False
+    timeout: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> SmtpSettings:
+        """Take the smtp_* fields of shared.settings.Settings (or anything shaped like it)."""
+        password = settings.smtp_password
+        return cls(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            sender=settings.mail_from,
+            username=settings.smtp_username,
+            password=password.get_secret_value() if password is not None else None,
+            starttls=settings.smtp_starttls,
+        )
+
+
+def _classify_reply(code: int, reason: str) -> SmtpError:
+    """5xx is permanent; 4xx and anything unexpected is transient."""
+    if 500 <= code < 600:
+        return PermanentSmtpError(code, reason)
+    return TransientSmtpError(f"{code} {reason}")
+
+
+def classify(error: BaseException) -> SmtpError | None:
+    """Map an aiosmtplib or socket error to Transient/PermanentSmtpError (None when it is neither)."""
+    if isinstance(error, SmtpError):
+        return error
+    if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
+        first = error.recipients[0]
+        return _classify_reply(first.code, first.message)
+    if isinstance(error, aiosmtplib.SMTPResponseException):
+        if error.code < 400:  # aiosmtplib uses -1 and the like for "no usable reply"
+            return TransientSmtpError(f"{error.code} {error.message}")
+        return _classify_reply(error.code, error.message)
+    if isinstance(error, (ConnectionError, TimeoutError, OSError, aiosmtplib.SMTPServerDisconnected,
+                          aiosmtplib.SMTPConnectError, aiosmtplib.SMTPTimeoutError)):
+        return TransientSmtpError(f"{type(error).__name__}: {error}")
+    return None
+
+
+class SmtpSender:
+    """Sends messages over one lazily opened connection that is reopened after a disconnect."""
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.settings = settings
+        self.envelope_sender = parseaddr(settings.sender)[1] or settings.sender
+        self._client: aiosmtplib.SMTP | None = None
+        self._lock = asyncio.Lock()
+        self.connections_opened = 0
+
+    def _new_client(self) -> aiosmtplib.SMTP:
+        s = self.settings
+        return aiosmtplib.SMTP(
+            hostname=s.host,
+            port=s.port,
+            username=s.username or None,
+            password=s.password if s.username else None,
+            start_tls=s.starttls,
+            timeout=s.timeout,
+        )
+
+    async def _connected(self) -> aiosmtplib.SMTP:
+        """The open client, connecting (again) when there is none or it was dropped."""
+        if self._client is not None and self._client.is_connected:
+            return self._client
+        self._drop()
+        client = self._new_client()
+        await client.connect()
+        self._client = client
+        self.connections_opened += 1
+        return client
+
+    def _drop(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def _transaction(self, message: EmailMessage) -> None:
+        client = await self._connected()
+        errors, _ = await client.send_message(message, sender=self.envelope_sender)
+        if errors:  # some (not all) recipients were refused
+            first = next(iter(errors.values()))
+            raise _classify_reply(first.code, first.message)
+
+    async def send(self, message: EmailMessage) -> None:
+        """Hand one message to the server or raise TransientSmtpError / PermanentSmtpError."""
+        async with self._lock:
+            reused = self._client is not None and self._client.is_connected
+            try:
+                try:
+                    await self._transaction(message)
+                except aiosmtplib.SMTPServerDisconnected:
+                    if not reused:
+                        raise
+                    # An idle connection the server had closed: open a fresh one once.
+                    self._drop()
+                    await self._transaction(message)
+            except asyncio.CancelledError:
+                self._drop()  # cancelled mid-transaction: the connection state is unknown
+                raise
+            except Exception as error:
+                mapped = classify(error)
+                if mapped is None:
+                    raise
+                if isinstance(mapped, TransientSmtpError) and not isinstance(
+                    error, aiosmtplib.SMTPResponseException
+                ):
+                    self._drop()  # the connection state is unknown after a transport failure
+                raise mapped from error
+
+    async def send_with_retry(
+        self,
+        message: EmailMessage,
+        *,
+        max_attempts: int = 12,
+        base_delay: float = 0.5,
+        max_delay: float = 30.0,
+        on_retry: RetryCallback | None = None,
+    ) -> int:
+        """Send, retrying transient failures with capped exponential backoff and jitter; return attempts."""
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        for attempt in range(1, max_attempts + 1):
+            try:
+                await self.send(message)
+                return attempt
+            except TransientSmtpError as error:
+                if attempt == max_attempts:
+                    raise
+                delay = backoff_delay(attempt, base_delay=base_delay, max_delay=max_delay)
+                if on_retry is not None:
+                    result = on_retry(attempt, error, delay)
+                    if result is not None:
+                        await result
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        """Say QUIT and close the connection, if one is open."""
+        async with self._lock:
+            client, self._client = self._client, None
+            if client is not None and client.is_connected:
+                try:
+                    await client.quit()
+                except aiosmtplib.SMTPException:
+                    client.close()
+
+
+def backoff_delay(attempt: int, *, base_delay: float, max_delay: float) -> float:
+    """Delay after failed attempt n: base·2^(n-1) capped at max_delay, jittered to [½, 1]× of that."""
+    ceiling = min(max_delay, base_delay * (2 ** (attempt - 1)))
+    return random.uniform(ceiling / 2, ceiling)
