@@ -1,0 +1,7 @@
+"""python -m schakel."""
+
+import sys
+
+from schakel.cli import main
+
+sys.exit(main())

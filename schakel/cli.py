@@ -1,0 +1,115 @@
+"""The `schakel` command line: local stack, Kafka, topics, schema, config, demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from shared.settings import Settings
+
+
+def _kafka(args: argparse.Namespace) -> int:
+    from schakel.kafka_broker import Broker
+    from schakel.topics_admin import ensure_topics
+
+    settings = Settings()
+    broker = Broker(settings.state_dir / "kafka", port=int(settings.kafka_bootstrap.rsplit(":", 1)[1]))
+    if args.action == "start":
+        pid = broker.start()
+        created = ensure_topics(broker.bootstrap)
+        print(f"Kafka runs on {broker.bootstrap} (pid {pid}); data and logs in {broker.home}")
+        if created:
+            print(f"created topics: {', '.join(created)}")
+    elif args.action == "stop":
+        broker.stop()
+        print("Kafka stopped")
+    else:
+        pid = broker.pid()
+        print(f"Kafka runs on {broker.bootstrap} (pid {pid})" if pid else "Kafka is not running")
+        return 0 if pid else 3
+    return 0
+
+
+def _topics(args: argparse.Namespace) -> int:
+    from schakel.topics_admin import ensure_topics
+
+    created = ensure_topics(Settings().kafka_bootstrap)
+    print(f"created: {', '.join(created) or 'nothing (all present)'}")
+    return 0
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    from shared.municipality import ConfigError, load_municipality
+
+    path = Path(args.file) if args.file else Settings().config
+    try:
+        municipality = load_municipality(path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"{path}: valid ({len(municipality.partners)} partners, {len(municipality.bodies)} bodies)")
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from schakel.schema import write_schemas
+
+    for path in write_schemas(Path(args.out)):
+        print(f"wrote {path}")
+    return 0
+
+
+def _stack(args: argparse.Namespace) -> int:
+    from schakel import stack
+
+    actions: dict[str, Callable[[], int]] = {
+        "up": stack.up, "down": stack.down, "status": stack.status, "demo": stack.demo,
+    }
+    return actions[args.command]()
+
+
+def _mail(args: argparse.Namespace) -> int:
+    from schakel.mail_preview import preview
+
+    print(preview(args.kind))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """All subcommands."""
+    parser = argparse.ArgumentParser(prog="schakel", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    kafka = sub.add_parser("kafka", help="the local single-node Kafka broker")
+    kafka.add_argument("action", choices=["start", "stop", "status"])
+    kafka.set_defaults(func=_kafka)
+    topics = sub.add_parser("topics", help="create every registered topic (idempotent)")
+    topics.add_argument("action", choices=["create"])
+    topics.set_defaults(func=_topics)
+    config = sub.add_parser("config", help="the municipality file")
+    config.add_argument("action", choices=["check"])
+    config.add_argument("file", nargs="?")
+    config.set_defaults(func=_config_check)
+    schema = sub.add_parser("schema", help="write event JSON Schemas and the AsyncAPI document")
+    schema.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "docs" / "schema"))
+    schema.set_defaults(func=_schema)
+    for name, text in (("up", "start the local stack"), ("down", "stop the local stack"),
+                       ("status", "show the local stack"), ("demo", "send the example signals")):
+        sub.add_parser(name, help=text).set_defaults(func=_stack)
+    mail = sub.add_parser("mail", help="e-mail templates")
+    mail_sub = mail.add_subparsers(dest="mail_action", required=True)
+    prev = mail_sub.add_parser("preview", help="render a template with sample data")
+    prev.add_argument("kind")
+    prev.set_defaults(func=_mail)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; the exit code says whether it worked."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

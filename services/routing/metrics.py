@@ -1,0 +1,38 @@
+"""Routing's metrics (docs/metrics.md)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from shared.events import Route
+from shared.metrics import LATENCY_BUCKETS, HopMetrics, combos, precreate
+from shared.topics import SIGNALS_ASSIGNED, SIGNALS_LIFECYCLE, SIGNALS_MATCHED, SIGNALS_RECEIVED, SIGNALS_RECEIVED_DLQ
+
+ROUTES = tuple(route.value for route in Route)
+
+
+class RoutingMetrics:
+    """Every metric routing exposes."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.hop = HopMetrics(
+            "routing", registry=registry, consumes=[SIGNALS_RECEIVED.name, SIGNALS_LIFECYCLE.name],
+            produces=[SIGNALS_ASSIGNED.name, SIGNALS_MATCHED.name, SIGNALS_RECEIVED_DLQ.name],
+        )
+        self.assigned = Counter(
+            "routing_signals_assigned_total", "Assignments, by route and rule.", ["route", "rule"], registry=registry
+        )
+        self.matched = Counter("routing_signals_matched_total", "Cross-partner matches found.", registry=registry)
+        self.rejections = Counter(
+            "routing_rejections_total", "Rejections by the assigned body.", ["route"], registry=registry
+        )
+        self.latency = Histogram(
+            "routing_assignment_latency_seconds", "From acceptance at intake to assignment.", ["route"],
+            buckets=LATENCY_BUCKETS, registry=registry,
+        )
+        self.config_reloads = Counter(
+            "routing_config_reloads_total", "Routing configuration loads.", ["outcome"], registry=registry
+        )
+        precreate(self.latency, combos(route=ROUTES))
+        precreate(self.rejections, combos(route=ROUTES))
+        precreate(self.config_reloads, combos(outcome=("ok", "refused")))
