@@ -21,8 +21,8 @@ def signal_id_for(*, partner_id: str, idempotency_key: str | None, fallback: str
 
 
 def reference_for(signal_id: str, received_at: datetime) -> str:
-    """The short human reference, e.g. SK-2026-3F9A12BC."""
-    return f"SK-{received_at.year}-{signal_id.replace('-', '')[:8].upper()}"
+    """The short human reference, e.g. SK-2026-04711234 (digits only, derived from the id)."""
+    return f"SK-{received_at.year}-{int(signal_id.replace('-', ''), 16) % 10**8:08d}"
 
 
 def body_fingerprint(payload: object) -> str:

@@ -1,0 +1,50 @@
+"""Shared fixtures: a real Kafka broker (started here, never skipped), SMTP sinks, service processes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from schakel.kafka_broker import Broker, free_port
+from schakel.topics_admin import ensure_topics
+
+
+def start_broker(home: Path) -> Broker:
+    """A fresh single-node broker on free ports with every registered topic."""
+    broker = Broker(home, port=free_port(), controller_port=free_port())
+    broker.start()
+    ensure_topics(broker.bootstrap)
+    return broker
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """One broker for the whole session (tests that only produce, or filter by their own ids)."""
+    broker = start_broker(tmp_path_factory.mktemp("kafka-session"))
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def fresh_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """A broker of the test's own, for tests whose consumers must see only their records."""
+    broker = start_broker(tmp_path_factory.mktemp("kafka"))
+    yield broker
+    broker.stop(kill=True)
+
+
+@pytest.fixture
+def broker_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], Broker]]:
+    """Start extra brokers on demand; all are stopped afterwards."""
+    started: list[Broker] = []
+
+    def make() -> Broker:
+        broker = start_broker(tmp_path_factory.mktemp("kafka"))
+        started.append(broker)
+        return broker
+
+    yield make
+    for broker in started:
+        broker.stop(kill=True)
