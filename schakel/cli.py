@@ -102,7 +102,22 @@ def build_parser() -> argparse.ArgumentParser:
     prev = mail_sub.add_parser("preview", help="render a template with sample data")
     prev.add_argument("kind")
     prev.set_defaults(func=_mail)
+    _add_optional("schakel.routes_cli", sub)
+    _add_optional("schakel.partners_cli", sub)
     return parser
+
+
+def _add_optional(module: str, sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Subcommands that live in their own module: `add_parser(sub)` registers them."""
+    import importlib
+
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        return
+    mod.add_parser(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

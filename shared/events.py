@@ -101,11 +101,17 @@ class SignalAssigned(Contract):
     received_at: datetime
     assigned_at: datetime
     attempt: int = 1
+    previous_body_ids: list[str] = []
+    inform_body_ids: list[str] = []
+    subject_key: str | None = None
+    family_key: str | None = None
+    postcode_area: str | None = None
 
 
 class LifecycleChange(StrEnum):
     """What a body (or the reporter) did with a signal."""
 
+    ASSIGNED = "assigned"
     ACKNOWLEDGED = "acknowledged"
     FEEDBACK = "feedback"
     CLOSED = "closed"
@@ -147,6 +153,62 @@ class SignalLifecycleChanged(Contract):
     reporter: Contact
     reporter_partner_id: str
     at: datetime
+    received_at: datetime | None = None
+    attempt: int = 1
+
+
+class SignalsMatched(Contract):
+    """Two or more different partners signalled the same child (or family) within the window."""
+
+    event_type: Literal["nl.schakel.signals.matched.v1"] = "nl.schakel.signals.matched.v1"
+    match_id: str
+    key_kind: Literal["subject", "family"]
+    signal_id: str
+    reference: str
+    matched_signal_ids: list[str]
+    matched_references: list[str]
+    partner_ids: list[str]
+    partner_kinds: list[str]
+    body_ids: list[str] = []
+    matched_at: datetime
+
+
+class Clock(StrEnum):
+    """The three SLA clocks of a signal."""
+
+    ACKNOWLEDGE = "acknowledge"
+    FEEDBACK = "feedback"
+    CLOSE = "close"
+
+
+class SlaDeadlineEvent(Contract):
+    """Fields shared by SLA warnings and breaches."""
+
+    signal_id: str
+    reference: str
+    clock: Clock
+    due_at: datetime
+    route: Route
+    body_id: str
+    body_name: str
+    urgency: Urgency
+    reporter_partner_id: str
+    attempt: int = 1
+    at: datetime
+
+
+class SlaWarned(SlaDeadlineEvent):
+    """80 % of a term has passed and the clock is still running."""
+
+    event_type: Literal["nl.schakel.sla.warning.v1"] = "nl.schakel.sla.warning.v1"
+
+
+class SlaBreached(SlaDeadlineEvent):
+    """A term passed; step names the escalation rung (handler, team_lead, coordinator)."""
+
+    event_type: Literal["nl.schakel.sla.breached.v1"] = "nl.schakel.sla.breached.v1"
+    step: str = "handler"
+    step_index: int = 1
 
 
 class NotificationSent(Contract):
@@ -160,6 +222,7 @@ class NotificationSent(Contract):
     recipient: EmailStr
     message_id: str
     sent_at: datetime
+    attempts: int = 1
 
 
 EVENT_MODELS: dict[str, type[Contract]] = {
@@ -170,6 +233,9 @@ EVENT_MODELS: dict[str, type[Contract]] = {
         LifecycleRequested,
         SignalLifecycleChanged,
         NotificationSent,
+        SignalsMatched,
+        SlaWarned,
+        SlaBreached,
     )
 }
 

@@ -64,6 +64,9 @@ NOTIFICATIONS_SENT = TopicSpec(
 NOTIFICATIONS_DLQ = TopicSpec(
     "notifications.dlq", "signal id", "records or e-mails notify could not handle"
 )
+AUDIT_LOG = TopicSpec(
+    "audit.log", "signal id", "who read or changed which signal, when, on whose behalf (NEN 7513 style)"
+)
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     SIGNALS_INBOUND,
@@ -79,6 +82,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     SLA_BREACHED,
     NOTIFICATIONS_SENT,
     NOTIFICATIONS_DLQ,
+    AUDIT_LOG,
 )
 
 BY_NAME: dict[str, TopicSpec] = {topic.name: topic for topic in ALL_TOPICS}
