@@ -34,6 +34,16 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     mail_from: str = "Schakel <noreply@schakel.example>"
     topic_partitions: int = 4
+    # intake: per-partner token bucket (per process), answers 429 with Retry-After when empty.
+    intake_rate_per_minute: float = Field(default=600.0, gt=0)
+    intake_rate_burst: int = Field(default=60, ge=1)
+    # intake: Retry-After (seconds) on 503, and how long to wait for Kafka's ack before answering 503.
+    intake_retry_after_s: int = Field(default=5, ge=1)
+    intake_send_timeout_s: float = Field(default=5.0, gt=0)
+    # intake: how long an idempotency claim holds before another request may take it over (ADR 0005).
+    intake_claim_lease_s: float = Field(default=30.0, gt=0)
+    # Master secret from which each Kafka-connected partner's signing key is derived (ADR 0006).
+    inbound_signing_secret: SecretStr = SecretStr("development-only-inbound-signing-secret")
 
     def service_state_dir(self, service: str) -> Path:
         """Directory for one service's local state (tables, logs)."""

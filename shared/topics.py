@@ -64,6 +64,13 @@ NOTIFICATIONS_SENT = TopicSpec(
 NOTIFICATIONS_DLQ = TopicSpec(
     "notifications.dlq", "signal id", "records or e-mails notify could not handle"
 )
+INTAKE_IDEMPOTENCY = TopicSpec(
+    "intake.idempotency",
+    "claim:/done: + partner id + keyed hash of the Idempotency-Key",
+    "intake's durable idempotency record: claims and completed answers (ADR 0005)",
+    partitions=1,
+    cleanup_policy="compact",
+)
 AUDIT_LOG = TopicSpec(
     "audit.log", "signal id", "who read or changed which signal, when, on whose behalf (NEN 7513 style)"
 )
@@ -83,6 +90,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     NOTIFICATIONS_SENT,
     NOTIFICATIONS_DLQ,
     AUDIT_LOG,
+    INTAKE_IDEMPOTENCY,
 )
 
 BY_NAME: dict[str, TopicSpec] = {topic.name: topic for topic in ALL_TOPICS}
