@@ -106,6 +106,8 @@ class SignalAssigned(Contract):
     subject_key: str | None = None
     family_key: str | None = None
     postcode_area: str | None = None
+    # Partner kinds of every signal in the match (this one included); empty when not matched.
+    match_partner_kinds: list[str] = []
 
 
 class LifecycleChange(StrEnum):
