@@ -1,0 +1,143 @@
+"""Feedback's agent: the only writer of the lifecycle table, fed by assignments and HTTP requests."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import faust
+import structlog
+
+from shared.events import (
+    CloudEvent, Contract, LifecycleChange, LifecycleRequested, SignalAssigned, SignalLifecycleChanged,
+    UndecodableRecord, deterministic_id, make_event,
+)
+from shared.kafka import RecordLoop, publish
+from shared.municipality import Municipality
+from shared.topics import LIFECYCLE_REQUESTS, SIGNALS_ASSIGNED, SIGNALS_LIFECYCLE, SIGNALS_LIFECYCLE_DLQ
+from services.feedback.calendar import DutchCalendar
+from services.feedback.deadlines import calendar_for, deadlines_for
+from services.feedback.lifecycle import ChangeRequest, Refusal, SignalRecord, Status, apply, check, on_assigned
+from services.feedback.metrics import ROUTES, URGENCIES, FeedbackMetrics
+
+log = structlog.get_logger(__name__)
+CLOSED_STATES = frozenset({Status.CLOSED, Status.WITHDRAWN})
+
+
+@dataclass
+class FeedbackCore:
+    """The lifecycle table, the agent that writes it, and the futures HTTP requests wait on."""
+
+    app: faust.App
+    municipality: Municipality
+    metrics: FeedbackMetrics
+    partitions: int
+    calendar: DutchCalendar = field(init=False)
+    table: faust.Table = field(init=False)
+    loop: RecordLoop = field(init=False)
+    pending: dict[str, asyncio.Future[SignalRecord | Refusal]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.calendar = calendar_for(self.municipality)
+        self.table = self.app.Table(
+            "signal-state", default=None, partitions=self.partitions, key_type=bytes, value_type=bytes,
+        )
+        self.loop = RecordLoop(self.app, service="feedback", metrics=self.metrics.hop,
+                               dlq_topic=SIGNALS_LIFECYCLE_DLQ.name)
+        topic = self.app.topic(
+            SIGNALS_ASSIGNED.name, LIFECYCLE_REQUESTS.name, key_type=bytes, value_type=bytes,
+            key_serializer="raw", value_serializer="raw",
+        )
+        self.app.agent(topic, name="lifecycle", concurrency=1)(self._agent)
+
+    async def _agent(self, stream: faust.StreamT) -> None:
+        await self.loop.run(stream, self.handle)
+
+    def get(self, signal_id: str) -> SignalRecord | None:
+        """The current record of a signal (this worker's partitions)."""
+        raw = self.table.get(signal_id.encode())
+        return SignalRecord.model_validate_json(raw) if raw else None
+
+    def _put(self, record: SignalRecord) -> None:
+        self.table[record.signal_id.encode()] = record.model_dump_json().encode()
+
+    async def handle(self, envelope: CloudEvent, data: Contract, key: bytes | None) -> None:
+        """Apply one assignment or one lifecycle request."""
+        if isinstance(data, SignalAssigned):
+            await self._on_assigned(data)
+        elif isinstance(data, LifecycleRequested):
+            await self._on_request(data)
+        else:
+            raise UndecodableRecord("unexpected_event_type", f"feedback does not handle {envelope.type}")
+
+    async def _emit(self, event: SignalLifecycleChanged, *, event_id: str) -> None:
+        cloud = make_event(event, source="schakel/feedback", subject=event.signal_id, event_id=event_id)
+        await publish(self.app, self.metrics.hop, topic=SIGNALS_LIFECYCLE.name, key=event.signal_id, event=cloud)
+
+    async def _on_assigned(self, assigned: SignalAssigned) -> None:
+        body = self.municipality.bodies.get(assigned.body_id)
+        deadlines = deadlines_for(assigned, municipality=self.municipality, calendar=self.calendar)
+        result = on_assigned(
+            self.get(assigned.signal_id), assigned,
+            body_partner_ids=sorted(body.partner_ids) if body else [], deadlines=deadlines,
+        )
+        if result is None:
+            return
+        record, event = result
+        await self._emit(event, event_id=deterministic_id("lifecycle", record.signal_id, "assigned",
+                                                          str(record.attempt)))
+        self._put(record)
+        self.metrics.transitions.labels(change="assigned", route=record.route.value).inc()
+        log.info("signal_lifecycle_started", signal_id=record.signal_id, body=record.body_id)
+
+    async def _on_request(self, request: LifecycleRequested) -> None:
+        record = self.get(request.signal_id)
+        if record is not None and request.request_id in record.emitted:
+            self._resolve(request.request_id, record)
+            return
+        change = ChangeRequest(
+            change=request.change, actor_partner_id=request.partner_id, at=request.requested_at,
+            outcome=request.outcome, reason=request.reason, message_sealed=request.message_sealed,
+        )
+        refusal = check(record, change)
+        if refusal is not None or record is None:
+            self.metrics.refused.labels(change=request.change.value).inc()
+            self._resolve(request.request_id, refusal or Refusal(404, "signal_not_found", ""))
+            return
+        updated, event = apply(record, change)
+        updated = updated.model_copy(update={"emitted": [*updated.emitted, request.request_id][-200:]})
+        await self._emit(event, event_id=deterministic_id("lifecycle", request.request_id))
+        self._put(updated)
+        self._observe(record, updated, change)
+        self._resolve(request.request_id, updated)
+        log.info("signal_lifecycle_changed", signal_id=updated.signal_id, change=change.change.value,
+                 status=updated.status.value)
+
+    def _observe(self, before: SignalRecord, after: SignalRecord, change: ChangeRequest) -> None:
+        route = after.route.value
+        self.metrics.transitions.labels(change=change.change.value, route=route).inc()
+        for clock, histogram in self.metrics.time_to.items():
+            if clock in after.met and clock not in before.met:
+                histogram.labels(route=route).observe((after.met[clock] - after.assigned_at).total_seconds())
+        if change.change is LifecycleChange.CLOSED:
+            with_feedback = "true" if before.feedback_count > 0 else "false"
+            self.metrics.closures.labels(route=route, with_feedback=with_feedback).inc()
+
+    def _resolve(self, request_id: str, outcome: SignalRecord | Refusal) -> None:
+        future = self.pending.pop(request_id, None)
+        if future is not None and not future.done():
+            future.set_result(outcome)
+
+    def update_open_gauge(self) -> None:
+        """Count open signals by route and urgency from the table."""
+        counts: dict[tuple[str, str], int] = {}
+        for raw in self.table.values():
+            if not raw:
+                continue
+            record = SignalRecord.model_validate_json(raw)
+            if record.status not in CLOSED_STATES:
+                slot = (record.route.value, record.urgency.value)
+                counts[slot] = counts.get(slot, 0) + 1
+        for route in ROUTES:
+            for urgency in URGENCIES:
+                self.metrics.open.labels(route=route, urgency=urgency).set(counts.get((route, urgency), 0))

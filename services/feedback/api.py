@@ -1,0 +1,156 @@
+"""GET /v1/signals/{id} and POST /v1/signals/{id}/events for partners."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any, Literal
+
+import structlog
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.events import LifecycleChange, LifecycleRequested, deterministic_id, encode_event, make_event, utcnow
+from shared.http import problem
+from shared.kafka import send_and_wait
+from shared.municipality import Partner
+from shared.pseudonym import seal, unseal
+from shared.settings import Settings
+from shared.topics import LIFECYCLE_REQUESTS
+from services.feedback.agents import FeedbackCore
+from services.feedback.lifecycle import ChangeRequest, Refusal, SignalRecord, can_see, check
+from services.feedback.sla import deadline_state
+
+log = structlog.get_logger(__name__)
+REQUEST_TIMEOUT_S = 15.0
+
+
+class EventIn(BaseModel):
+    """The body of POST /v1/signals/{id}/events."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["acknowledged", "feedback", "closed", "rejected", "reopened", "withdrawn"]
+    message: str | None = Field(default=None, min_length=1, max_length=2000)
+    outcome: str | None = None
+    reason: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+def signal_view(record: SignalRecord, *, partner_id: str, sealing_key: str) -> dict[str, Any]:
+    """What a partner may see of a signal: the summary only for the assigned body."""
+    now = utcnow()
+    view: dict[str, Any] = {
+        "signal_id": record.signal_id,
+        "reference": record.reference,
+        "category": record.category,
+        "urgency": record.urgency.value,
+        "route": record.route.value,
+        "body": {"id": record.body_id, "name": record.body_name},
+        "status": record.status.value,
+        "match": record.matched,
+        "routing": {"rule_id": record.rule_id, "description": record.rule_description, "facts": record.facts},
+        "deadlines": [
+            {"clock": d.clock, "due_at": d.due_at.isoformat(), "rule": d.rule, "policy": d.policy_id,
+             "state": deadline_state(d, now=now, met_at=record.met.get(d.clock))}
+            for d in record.deadlines
+        ],
+        "feedback": [unseal(m, key=sealing_key, context=record.signal_id) for m in record.feedback_sealed],
+        "history": [
+            {"type": h.change.value, "status": h.status.value, "actor": h.actor_partner_id, "at": h.at.isoformat(),
+             **({"outcome": h.outcome} if h.outcome else {}), **({"reason": h.reason} if h.reason else {})}
+            for h in record.history
+        ],
+    }
+    if partner_id in record.body_partner_ids and record.summary_sealed:
+        view["summary"] = unseal(record.summary_sealed, key=sealing_key, context=record.signal_id)
+    return view
+
+
+def build_router(core: FeedbackCore, settings: Settings) -> APIRouter:
+    """The partner-facing routes of feedback."""
+    router = APIRouter()
+    sealing_key = settings.sealing_key.get_secret_value()
+
+    def authenticate(request: Request) -> Partner | None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        return core.municipality.partner_by_token(token.strip()) if scheme.lower() == "bearer" else None
+
+    def unauthenticated() -> JSONResponse:
+        return problem(401, code="unauthenticated", title="Niet aangemeld",
+                       detail="Geef een geldig token mee in de Authorization-header (Bearer).",
+                       headers={"WWW-Authenticate": "Bearer"})
+
+    def not_found() -> JSONResponse:
+        return problem(404, code="signal_not_found", title="Niet gevonden",
+                       detail="Dit signaal bestaat niet of is niet voor u zichtbaar.")
+
+    @router.get("/v1/signals/{signal_id}", summary="De stand van een signaal")
+    async def get_signal(signal_id: str, request: Request) -> Response:
+        partner = authenticate(request)
+        if partner is None:
+            return unauthenticated()
+        record = core.get(signal_id)
+        if record is None or not can_see(record, partner.id):
+            return not_found()
+        log.info("signal_read", signal_id=signal_id, partner=partner.id)
+        return JSONResponse(signal_view(record, partner_id=partner.id, sealing_key=sealing_key))
+
+    @router.post("/v1/signals/{signal_id}/events", summary="Een signaal oppakken, terugkoppelen, afsluiten, ...")
+    async def post_event(signal_id: str, request: Request) -> Response:
+        partner = authenticate(request)
+        if partner is None:
+            return unauthenticated()
+        if "signals:update" not in partner.scopes:
+            return problem(403, code="forbidden", title="Geen toestemming",
+                           detail="Dit token mag signalen niet bijwerken (scope signals:update ontbreekt).")
+        try:
+            body = EventIn.model_validate_json(await request.body())
+        except ValidationError as exc:
+            errors = [{"field": ".".join(str(p) for p in e["loc"]) or "body", "code": "invalid_value",
+                       "message": "Dit veld ontbreekt of is ongeldig."} for e in exc.errors()]
+            return problem(422, code="validation_failed", title="Ongeldig verzoek",
+                           detail="Het verzoek is niet goed ingevuld.", errors=errors)
+        request_id = str(uuid.uuid4())
+        message_sealed = seal(body.message, key=sealing_key, context=signal_id) if body.message else None
+        change = ChangeRequest(change=LifecycleChange(body.type), actor_partner_id=partner.id, at=utcnow(),
+                               outcome=body.outcome, reason=body.reason, message_sealed=message_sealed)
+        refusal = check(core.get(signal_id), change)
+        if refusal is not None:
+            return _refused(refusal, core.get(signal_id))
+        asked = LifecycleRequested(
+            request_id=request_id, signal_id=signal_id, change=change.change, partner_id=partner.id,
+            message_sealed=message_sealed, outcome=body.outcome, reason=body.reason, requested_at=change.at,
+        )
+        future: asyncio.Future[SignalRecord | Refusal] = asyncio.get_running_loop().create_future()
+        core.pending[request_id] = future
+        event = make_event(asked, source="schakel/feedback", subject=signal_id,
+                           event_id=deterministic_id("lifecycle-request", request_id))
+        try:
+            await asyncio.wait_for(send_and_wait(core.app, topic=LIFECYCLE_REQUESTS.name, key=signal_id.encode(),
+                                                 value=encode_event(event)), timeout=REQUEST_TIMEOUT_S)
+            outcome = await asyncio.wait_for(future, timeout=REQUEST_TIMEOUT_S)
+        except (TimeoutError, asyncio.TimeoutError):
+            core.pending.pop(request_id, None)
+            return problem(503, code="not_confirmed", title="Nog niet bevestigd",
+                           detail="De wijziging is nog niet bevestigd. Vraag de stand op en probeer het zo nodig opnieuw.",
+                           headers={"Retry-After": "5"})
+        if isinstance(outcome, Refusal):
+            return _refused(outcome, core.get(signal_id))
+        return JSONResponse(signal_view(outcome, partner_id=partner.id, sealing_key=sealing_key))
+
+    return router
+
+
+def _refused(refusal: Refusal, record: SignalRecord | None) -> JSONResponse:
+    extra: dict[str, Any] = {}
+    response = problem(refusal.status, code=refusal.code, title="Niet toegestaan" if refusal.status != 404
+                       else "Niet gevonden", detail=refusal.message)
+    if refusal.status == 409 and record is not None:
+        import json
+
+        body = json.loads(bytes(response.body))
+        body["current_status"] = record.status.value
+        extra = body
+        return JSONResponse(extra, status_code=409, media_type="application/problem+json")
+    return response

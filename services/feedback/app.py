@@ -1,0 +1,37 @@
+"""Wiring of the feedback service: FastAPI and faust in one process and one event loop."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from shared.kafka import create_faust_app
+from shared.logging import configure_logging
+from shared.municipality import Municipality, load_municipality
+from shared.settings import Settings
+from shared.stream_service import stream_service_api
+from services.feedback.agents import FeedbackCore
+from services.feedback.api import build_router
+from services.feedback.metrics import FeedbackMetrics
+
+GAUGE_INTERVAL_S = 10.0
+
+
+def create_app(settings: Settings | None = None, *, municipality: Municipality | None = None,
+               store: str | None = None) -> FastAPI:
+    """Build feedback's faust app, table, agent and HTTP API; nothing connects until start."""
+    settings = settings or Settings()
+    configure_logging(service="feedback", log_format=settings.log_format, level=settings.log_level)
+    registry = CollectorRegistry()
+    faust_app = create_faust_app("feedback", settings, store=store)
+    core = FeedbackCore(faust_app, municipality or load_municipality(settings.config), FeedbackMetrics(registry),
+                        settings.topic_partitions)
+
+    @faust_app.timer(GAUGE_INTERVAL_S)
+    async def refresh_gauges() -> None:
+        core.update_open_gauge()
+
+    api = stream_service_api(title="Schakel feedback", faust_app=faust_app, registry=registry, loops=[core.loop])
+    api.include_router(build_router(core, settings))
+    api.state.core = core
+    return api

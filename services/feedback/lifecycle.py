@@ -1,0 +1,215 @@
+"""The lifecycle state machine of a signal: pure functions from state and request to new state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+from shared.events import Contact, LifecycleChange, Route, SignalAssigned, SignalLifecycleChanged, Urgency
+from shared.taxonomy import OUTCOMES
+from services.feedback.sla import Deadline
+
+
+class Status(StrEnum):
+    """Where a signal stands."""
+
+    ASSIGNED = "assigned"
+    ACKNOWLEDGED = "acknowledged"
+    FEEDBACK_GIVEN = "feedback_given"
+    CLOSED = "closed"
+    REJECTED = "rejected"
+    REOPENED = "reopened"
+    WITHDRAWN = "withdrawn"
+
+
+class HistoryEntry(BaseModel):
+    """One accepted transition: who, what, when, why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    change: LifecycleChange
+    status: Status
+    actor_partner_id: str
+    at: datetime
+    outcome: str | None = None
+    reason: str | None = None
+    body_id: str | None = None
+
+
+class SignalRecord(BaseModel):
+    """The feedback service's state of one signal (the table value)."""
+
+    signal_id: str
+    reference: str
+    category: str
+    urgency: Urgency
+    route: Route
+    body_id: str
+    body_name: str
+    body_partner_ids: list[str]
+    reporter_partner_id: str
+    reporter: Contact
+    status: Status
+    matched: bool = False
+    rule_id: str = ""
+    rule_description: str = ""
+    facts: dict[str, str] = {}
+    summary_sealed: str | None = None
+    feedback_count: int = 0
+    feedback_sealed: list[str] = []
+    received_at: datetime
+    assigned_at: datetime
+    attempt: int = 1
+    deadlines: list[Deadline] = []
+    met: dict[str, datetime] = {}
+    history: list[HistoryEntry] = []
+    emitted: list[str] = []
+
+
+# Which changes are allowed from which status (the reporter's withdrawal is checked apart).
+ALLOWED: dict[LifecycleChange, frozenset[Status]] = {
+    LifecycleChange.ACKNOWLEDGED: frozenset({Status.ASSIGNED}),
+    LifecycleChange.FEEDBACK: frozenset({Status.ACKNOWLEDGED, Status.FEEDBACK_GIVEN, Status.REOPENED}),
+    LifecycleChange.CLOSED: frozenset({Status.FEEDBACK_GIVEN, Status.REOPENED}),
+    LifecycleChange.REJECTED: frozenset({Status.ASSIGNED, Status.ACKNOWLEDGED}),
+    LifecycleChange.REOPENED: frozenset({Status.CLOSED}),
+    LifecycleChange.WITHDRAWN: frozenset(
+        {Status.ASSIGNED, Status.ACKNOWLEDGED, Status.FEEDBACK_GIVEN, Status.REOPENED, Status.REJECTED}
+    ),
+}
+RESULTING_STATUS: dict[LifecycleChange, Status] = {
+    LifecycleChange.ACKNOWLEDGED: Status.ACKNOWLEDGED,
+    LifecycleChange.FEEDBACK: Status.FEEDBACK_GIVEN,
+    LifecycleChange.CLOSED: Status.CLOSED,
+    LifecycleChange.REJECTED: Status.REJECTED,
+    LifecycleChange.REOPENED: Status.REOPENED,
+    LifecycleChange.WITHDRAWN: Status.WITHDRAWN,
+}
+# Which clock a change stops.
+CLOCK_MET_BY: dict[LifecycleChange, str] = {
+    LifecycleChange.ACKNOWLEDGED: "acknowledge",
+    LifecycleChange.FEEDBACK: "feedback",
+    LifecycleChange.CLOSED: "close",
+}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a request was not applied: HTTP status, stable code, Dutch message."""
+
+    status: int
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ChangeRequest:
+    """A validated request for a lifecycle change."""
+
+    change: LifecycleChange
+    actor_partner_id: str
+    at: datetime
+    outcome: str | None = None
+    reason: str | None = None
+    message_sealed: str | None = None
+
+
+def can_see(record: SignalRecord, partner_id: str) -> bool:
+    """Need-to-know: the reporter and the assigned body's partners."""
+    return partner_id == record.reporter_partner_id or partner_id in record.body_partner_ids
+
+
+def check(record: SignalRecord | None, request: ChangeRequest) -> Refusal | None:
+    """Whether a change may be applied now; None when it may."""
+    if record is None or not can_see(record, request.actor_partner_id):
+        return Refusal(404, "signal_not_found", "Dit signaal bestaat niet of is niet voor u zichtbaar.")
+    is_body = request.actor_partner_id in record.body_partner_ids
+    if request.change is LifecycleChange.WITHDRAWN:
+        if request.actor_partner_id != record.reporter_partner_id:
+            return Refusal(403, "only_reporter_may_withdraw", "Alleen de melder kan een signaal intrekken.")
+    elif not is_body:
+        return Refusal(403, "only_assigned_body", "Alleen het toegewezen overleg kan dit doen; u kunt alleen intrekken.")
+    if record.status not in ALLOWED[request.change]:
+        if request.change is LifecycleChange.CLOSED and record.feedback_count == 0:
+            return Refusal(409, "feedback_required_before_closing",
+                           "Een signaal kan pas worden afgesloten na terugkoppeling aan de melder.")
+        return Refusal(409, "illegal_transition",
+                       f"Dit kan niet in de huidige status ({record.status.value}).")
+    if request.change is LifecycleChange.CLOSED:
+        if record.feedback_count == 0:
+            return Refusal(409, "feedback_required_before_closing",
+                           "Een signaal kan pas worden afgesloten na terugkoppeling aan de melder.")
+        if request.outcome not in OUTCOMES:
+            return Refusal(422, "invalid_outcome", f"Kies een uitkomst: {', '.join(OUTCOMES)}.")
+    if request.change in (LifecycleChange.REJECTED, LifecycleChange.REOPENED) and not request.reason:
+        return Refusal(422, "reason_required", "Geef een reden op.")
+    if request.change is LifecycleChange.FEEDBACK and not request.message_sealed:
+        return Refusal(422, "message_required", "Geef een bericht voor de melder op.")
+    return None
+
+
+def apply(record: SignalRecord, request: ChangeRequest) -> tuple[SignalRecord, SignalLifecycleChanged]:
+    """Apply a change that `check` allowed; returns the new record and the event to publish."""
+    status = RESULTING_STATUS[request.change]
+    entry = HistoryEntry(
+        change=request.change, status=status, actor_partner_id=request.actor_partner_id, at=request.at,
+        outcome=request.outcome, reason=request.reason, body_id=record.body_id,
+    )
+    met = dict(record.met)
+    clock = CLOCK_MET_BY.get(request.change)
+    if clock and clock not in met:
+        met[clock] = request.at
+    updated = record.model_copy(
+        update={
+            "status": status,
+            "history": [*record.history, entry],
+            "met": met,
+            "feedback_count": record.feedback_count + (request.change is LifecycleChange.FEEDBACK),
+            "feedback_sealed": [*record.feedback_sealed, request.message_sealed]
+            if request.change is LifecycleChange.FEEDBACK and request.message_sealed else record.feedback_sealed,
+        }
+    )
+    return updated, lifecycle_event(updated, change=request.change, actor=request.actor_partner_id, at=request.at,
+                                    outcome=request.outcome, reason=request.reason,
+                                    message_sealed=request.message_sealed)
+
+
+def lifecycle_event(
+    record: SignalRecord, *, change: LifecycleChange, actor: str, at: datetime, outcome: str | None = None,
+    reason: str | None = None, message_sealed: str | None = None,
+) -> SignalLifecycleChanged:
+    """The event that tells the world what happened to a signal."""
+    return SignalLifecycleChanged(
+        signal_id=record.signal_id, reference=record.reference, change=change, status=record.status.value,
+        actor_partner_id=actor, route=record.route, body_id=record.body_id, body_name=record.body_name,
+        urgency=record.urgency, outcome=outcome, reason=reason, message_sealed=message_sealed,
+        reporter=record.reporter, reporter_partner_id=record.reporter_partner_id, at=at,
+        received_at=record.received_at, attempt=record.attempt,
+    )
+
+
+def on_assigned(
+    record: SignalRecord | None, assigned: SignalAssigned, *, body_partner_ids: list[str],
+    deadlines: list[Deadline],
+) -> tuple[SignalRecord, SignalLifecycleChanged] | None:
+    """Start (or restart, after a hand-off) the lifecycle; None for a redelivered assignment."""
+    if record is not None and record.attempt >= assigned.attempt:
+        return None
+    entry = HistoryEntry(change=LifecycleChange.ASSIGNED, status=Status.ASSIGNED, actor_partner_id="schakel",
+                         at=assigned.assigned_at, reason=assigned.rule_id, body_id=assigned.body_id)
+    new = SignalRecord(
+        signal_id=assigned.signal_id, reference=assigned.reference, category=assigned.category,
+        urgency=assigned.urgency, route=assigned.route, body_id=assigned.body_id, body_name=assigned.body_name,
+        body_partner_ids=sorted(body_partner_ids), reporter_partner_id=assigned.partner_id,
+        reporter=assigned.reporter, status=Status.ASSIGNED, matched=assigned.matched, rule_id=assigned.rule_id,
+        rule_description=assigned.rule_description, facts=assigned.facts, summary_sealed=assigned.summary_sealed,
+        feedback_count=record.feedback_count if record else 0,
+        feedback_sealed=record.feedback_sealed if record else [],
+        received_at=assigned.received_at, assigned_at=assigned.assigned_at, attempt=assigned.attempt,
+        deadlines=deadlines, met={}, history=[*(record.history if record else []), entry],
+        emitted=[],
+    )
+    return new, lifecycle_event(new, change=LifecycleChange.ASSIGNED, actor="schakel", at=assigned.assigned_at)

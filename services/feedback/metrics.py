@@ -1,0 +1,54 @@
+"""Feedback's metrics (docs/metrics.md)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from shared.events import LifecycleChange, Route, Urgency
+from shared.metrics import LIFECYCLE_BUCKETS, HopMetrics, combos, precreate
+from shared.topics import (
+    LIFECYCLE_REQUESTS, SIGNALS_ASSIGNED, SIGNALS_LIFECYCLE, SIGNALS_LIFECYCLE_DLQ, SLA_BREACHED, SLA_WARNING,
+)
+
+ROUTES = tuple(r.value for r in Route)
+URGENCIES = tuple(u.value for u in Urgency)
+CLOCKS = ("acknowledge", "feedback", "close")
+CHANGES = tuple(c.value for c in LifecycleChange)
+STEPS = ("handler", "team_lead", "coordinator")
+
+
+class FeedbackMetrics:
+    """Every metric feedback exposes."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.hop = HopMetrics(
+            "feedback", registry=registry, consumes=[SIGNALS_ASSIGNED.name, LIFECYCLE_REQUESTS.name],
+            produces=[SIGNALS_LIFECYCLE.name, SLA_WARNING.name, SLA_BREACHED.name, SIGNALS_LIFECYCLE_DLQ.name],
+        )
+        self.open = Gauge("feedback_open_signals", "Signals not closed or withdrawn.", ["route", "urgency"],
+                          registry=registry)
+        self.transitions = Counter("feedback_lifecycle_transitions_total", "Accepted lifecycle changes.",
+                                   ["change", "route"], registry=registry)
+        self.refused = Counter("feedback_lifecycle_refused_total", "Refused lifecycle requests.", ["change"],
+                               registry=registry)
+        self.time_to = {
+            clock: Histogram(f"feedback_time_to_{name}_seconds", f"Time from assignment to {name.replace('_', ' ')}.",
+                             ["route"], buckets=LIFECYCLE_BUCKETS, registry=registry)
+            for clock, name in (("acknowledge", "acknowledge"), ("feedback", "first_feedback"), ("close", "close"))
+        }
+        self.warnings = Counter("feedback_sla_warnings_total", "SLA warnings (80 % of a term).", ["clock", "route"],
+                                registry=registry)
+        self.breaches = Counter("feedback_sla_breaches_total", "SLA breaches.", ["clock", "route"], registry=registry)
+        self.escalations = Counter("feedback_sla_escalations_total", "Escalation steps emitted.", ["step"],
+                                   registry=registry)
+        self.closures = Counter("feedback_closures_total", "Closed signals, with or without feedback before.",
+                                ["route", "with_feedback"], registry=registry)
+        precreate(self.open, combos(route=ROUTES, urgency=URGENCIES))
+        precreate(self.transitions, combos(change=CHANGES, route=ROUTES))
+        precreate(self.refused, combos(change=CHANGES))
+        for histogram in self.time_to.values():
+            precreate(histogram, combos(route=ROUTES))
+        precreate(self.warnings, combos(clock=CLOCKS, route=ROUTES))
+        precreate(self.breaches, combos(clock=CLOCKS, route=ROUTES))
+        precreate(self.escalations, combos(step=STEPS))
+        precreate(self.closures, combos(route=ROUTES, with_feedback=("true", "false")))
