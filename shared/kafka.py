@@ -40,6 +40,11 @@ def create_faust_app(name: str, settings: Settings, *, store: str | None = None)
         broker_commit_every=100,
         broker_commit_interval=1.0,
         stream_wait_empty=False,
+        # A crashed member is noticed within 10 s, so a restarted worker rejoins quickly.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
+        key_serializer="raw",
+        value_serializer="raw",
     )
 
 
