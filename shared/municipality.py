@@ -278,10 +278,29 @@ def build_municipality(
         bodies[name] = Body(name, route, overleg.name, frozenset(overleg.partners), tuple(overleg.contacts))
     if problems:
         raise ConfigError(source, problems)
-    return Municipality(
+    municipality = Municipality(
         raw=raw, source=None, partners=partners, schools=schools, bodies=bodies,
         body_by_postcode=body_by_postcode, lines=lines,
     )
+    for section, validator in SECTION_VALIDATORS.items():
+        if getattr(raw, section):
+            problems += _section_validator(validator)(municipality)
+    if problems:
+        raise ConfigError(source, problems)
+    return municipality
+
+
+# Free sections validated by the service that owns their meaning, named by "module:function" and
+# imported only when a file has that section (shared/ does not depend on services/ at import time).
+# Each validator takes the Municipality and returns [(line, message), ...].
+SECTION_VALIDATORS: dict[str, str] = {"routing": "services.routing.rules:validate_section"}
+
+
+def _section_validator(spec: str) -> Any:
+    import importlib
+
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def load_municipality(path: Path) -> Municipality:
