@@ -1,9 +1,8 @@
 """Entry point: python -m services.routing."""
 
-from services.routing.app import create_app
+from services.routing.app import RoutingSettings, create_app
 from shared.runner import serve
-from shared.settings import Settings
 
 if __name__ == "__main__":
-    settings = Settings()
+    settings = RoutingSettings()
     serve(create_app(settings), settings)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from shared.events import Route
+from shared.municipality import Municipality
 from shared.metrics import LATENCY_BUCKETS, HopMetrics, combos, precreate
 from shared.topics import SIGNALS_ASSIGNED, SIGNALS_LIFECYCLE, SIGNALS_MATCHED, SIGNALS_RECEIVED, SIGNALS_RECEIVED_DLQ
+from services.routing.rules import HANDOFF_EXHAUSTED, SYMBOLIC_TARGETS, RuleBook
 
 ROUTES = tuple(route.value for route in Route)
 
@@ -36,3 +38,11 @@ class RoutingMetrics:
         precreate(self.latency, combos(route=ROUTES))
         precreate(self.rejections, combos(route=ROUTES))
         precreate(self.config_reloads, combos(outcome=("ok", "refused")))
+
+    def precreate_rules(self, book: RuleBook, municipality: Municipality) -> None:
+        """Create the assignment series of every rule for the routes its targets can give."""
+        for rule in (*book.rules, book.default):
+            for target in (rule.target, *rule.handoff):
+                route = SYMBOLIC_TARGETS.get(target) or municipality.bodies[target].route
+                self.assigned.labels(route=route.value, rule=rule.id)
+        self.assigned.labels(route=Route.COORDINATOR.value, rule=HANDOFF_EXHAUSTED)
