@@ -11,6 +11,7 @@ from typing import Any
 import faust
 import structlog
 from aiokafka import AIOKafkaProducer
+from pydantic import ValidationError
 
 from shared.events import CloudEvent, Contract, UndecodableRecord, decode_event, encode_event
 from shared.metrics import HopMetrics
@@ -112,6 +113,9 @@ class RecordLoop:
                     await handler(envelope, data, event.key)
                 except UndecodableRecord as exc:
                     await self.dead_letter(message, exc.code)
+                except ValidationError:
+                    # The record parsed but its values break a downstream contract: bad data, not a bug.
+                    await self.dead_letter(message, "unprocessable_record")
                 except Exception as exc:  # noqa: BLE001 - a bug or a dependency: crash, do not skip
                     fatal(exc)
             self.processed[(message.topic, message.partition)] = message.offset

@@ -1,0 +1,42 @@
+"""Wiring of the notify service."""
+
+from __future__ import annotations
+
+from email.utils import parseaddr
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from shared.kafka import create_faust_app
+from shared.logging import configure_logging
+from shared.municipality import Municipality, load_municipality
+from shared.settings import Settings
+from shared.stream_service import stream_service_api
+from services.notify.agents import NotifyCore
+from services.notify.metrics import NotifyMetrics
+from services.notify.smtp import SmtpSender, SmtpSettings
+
+GAUGE_INTERVAL_S = 5.0
+
+
+def create_app(settings: Settings | None = None, *, municipality: Municipality | None = None,
+               store: str | None = None, sender: SmtpSender | None = None) -> FastAPI:
+    """Build notify's faust app, sent-log and agent; nothing connects until start."""
+    settings = settings or Settings()
+    configure_logging(service="notify", log_format=settings.log_format, level=settings.log_level)
+    registry = CollectorRegistry()
+    faust_app = create_faust_app("notify", settings, store=store)
+    address = parseaddr(settings.mail_from)[1]
+    core = NotifyCore(
+        app=faust_app, municipality=municipality or load_municipality(settings.config),
+        metrics=NotifyMetrics(registry), sender=sender or SmtpSender(SmtpSettings.from_settings(settings)),
+        sender_address=settings.mail_from, mail_domain=address.rsplit("@", 1)[1], partitions=settings.topic_partitions,
+    )
+
+    @faust_app.timer(GAUGE_INTERVAL_S)
+    async def refresh_gauges() -> None:
+        core.update_queue_age()
+
+    api = stream_service_api(title="Schakel notify", faust_app=faust_app, registry=registry, loops=[core.loop])
+    api.state.core = core
+    return api

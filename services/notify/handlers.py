@@ -1,0 +1,45 @@
+"""Pure notify logic: an event and a planned e-mail become a whitelisted template context."""
+
+from __future__ import annotations
+
+from shared.events import (
+    Contract, Route, SignalAssigned, SignalLifecycleChanged, SignalsMatched, SlaBreached, SlaWarned, Urgency,
+)
+from shared.municipality import Municipality
+from services.notify.recipients import PlannedMail
+from services.notify.rendering import Deadline, MailContext
+
+STEP_NUMBERS = {"handler": 1, "team_lead": 2, "coordinator": 3}
+
+
+def signal_id_of(event: Contract) -> str:
+    """The signal an event is about."""
+    return str(getattr(event, "signal_id"))
+
+
+def signal_url(municipality: Municipality, signal_id: str) -> str:
+    """The page behind login where the partner reads the signal."""
+    return f"{municipality.raw.municipality.base_url.rstrip('/')}/v1/signals/{signal_id}"
+
+
+def mail_context(event: Contract, mail: PlannedMail, *, municipality: Municipality) -> MailContext:
+    """Only reference, route, body name, urgency, deadlines, outcome and link: never data about the child."""
+    url = signal_url(municipality, signal_id_of(event))
+    body = municipality.bodies.get(mail.body_id) if mail.body_id else None
+    common = {"recipient_role": mail.recipient.role, "signal_url": url}
+    if isinstance(event, SignalAssigned):
+        return MailContext(**common, reference=event.reference, route=event.route, body_name=event.body_name,
+                           urgency=event.urgency)
+    if isinstance(event, SignalLifecycleChanged):
+        return MailContext(**common, reference=event.reference, route=event.route, body_name=event.body_name,
+                           urgency=event.urgency, outcome_code=event.outcome)
+    if isinstance(event, SlaWarned | SlaBreached):
+        step = STEP_NUMBERS.get(event.step, 1) if isinstance(event, SlaBreached) else None
+        return MailContext(**common, reference=event.reference, route=event.route, body_name=event.body_name,
+                           urgency=event.urgency, clock=event.clock.value,
+                           deadlines=(Deadline(clock=event.clock.value, due_at=event.due_at),),
+                           escalation_step=step if mail.kind == "escalation" else None)
+    if isinstance(event, SignalsMatched):
+        return MailContext(**common, reference=event.reference, route=Route.COORDINATOR,
+                           body_name=body.name if body else None, urgency=Urgency.U1)
+    raise ValueError(f"no e-mail context for {type(event).__name__}")

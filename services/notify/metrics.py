@@ -1,0 +1,38 @@
+"""Notify's metrics (docs/metrics.md)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from shared.metrics import LATENCY_BUCKETS, HopMetrics, combos, precreate
+from shared.topics import (
+    NOTIFICATIONS_DLQ, NOTIFICATIONS_SENT, SIGNALS_ASSIGNED, SIGNALS_LIFECYCLE, SIGNALS_MATCHED, SLA_BREACHED,
+    SLA_WARNING,
+)
+from services.notify.rendering import KINDS
+
+CONSUMED = (SIGNALS_ASSIGNED.name, SIGNALS_LIFECYCLE.name, SIGNALS_MATCHED.name, SLA_WARNING.name,
+            SLA_BREACHED.name)
+OUTCOMES = ("sent", "retried", "permanent_failure")
+
+
+class NotifyMetrics:
+    """Every metric notify exposes."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.hop = HopMetrics("notify", registry=registry, consumes=CONSUMED,
+                              produces=[NOTIFICATIONS_SENT.name, NOTIFICATIONS_DLQ.name])
+        self.emails = Counter("notify_emails_total", "E-mails by template and outcome.", ["template", "outcome"],
+                              registry=registry)
+        self.send_duration = Histogram("notify_email_send_duration_seconds", "Time to hand one e-mail to SMTP.",
+                                       buckets=LATENCY_BUCKETS, registry=registry)
+        self.end_to_end = Histogram("notify_email_end_to_end_latency_seconds",
+                                    "From acceptance at intake to the e-mail accepted by SMTP.", ["template"],
+                                    buckets=LATENCY_BUCKETS, registry=registry)
+        self.oldest_unsent = Gauge("notify_oldest_unsent_email_age_seconds",
+                                   "Age of the oldest e-mail that is due but not yet accepted by SMTP.",
+                                   registry=registry)
+        self.digest_size = Histogram("notify_digest_size_signals", "Signals per digest e-mail.",
+                                     buckets=(1, 2, 5, 10, 20, 50, 100), registry=registry)
+        precreate(self.emails, combos(template=KINDS, outcome=OUTCOMES))
+        precreate(self.end_to_end, combos(template=KINDS))
