@@ -1,4 +1,4 @@
-"""Wiring of the intake service: settings, logging, publisher, FastAPI app."""
+"""Wiring of the intake service: settings, logging, publisher, idempotency log, inbound consumer, FastAPI app."""
 
 from __future__ import annotations
 
@@ -13,36 +13,54 @@ from shared.logging import configure_logging
 from shared.municipality import Municipality, load_municipality
 from shared.settings import Settings
 from services.intake.api import IntakeState, build_router
+from services.intake.idempotency import IdempotencyStore
+from services.intake.inbound import InboundConsumer
 from services.intake.metrics import IntakeMetrics
+from services.intake.openapi import install_openapi
 from services.intake.publisher import Publisher
+from services.intake.ratelimit import RateLimiter
+from services.intake.submission import Intake
 
 
 def create_app(
-    settings: Settings | None = None, *, municipality: Municipality | None = None, publisher: Publisher | None = None
+    settings: Settings | None = None, *, municipality: Municipality | None = None, publisher: Publisher | None = None,
+    consume_inbound: bool = True,
 ) -> FastAPI:
     """Build the intake app; nothing connects until the app starts."""
     settings = settings or Settings()
     configure_logging(service="intake", log_format=settings.log_format, level=settings.log_level)
     registry = CollectorRegistry()
+    metrics = IntakeMetrics(registry)
+    publisher = publisher or Publisher(settings)
+    store = IdempotencyStore(settings, publisher)
+    intake = Intake(settings=settings, municipality=municipality or load_municipality(settings.config),
+                    publisher=publisher, store=store, metrics=metrics)
+    inbound = InboundConsumer(intake) if consume_inbound else None
     state = IntakeState(
-        settings=settings,
-        municipality=municipality or load_municipality(settings.config),
-        publisher=publisher or Publisher(settings),
-        metrics=IntakeMetrics(registry),
+        intake=intake, metrics=metrics,
+        limiter=RateLimiter(per_minute=settings.intake_rate_per_minute, burst=settings.intake_rate_burst),
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await state.publisher.start()
+        await publisher.start()
+        await store.start()
+        if inbound is not None:
+            await inbound.start()
         yield
-        await state.publisher.stop()
+        if inbound is not None:
+            await inbound.stop()
+        await store.stop()
+        await publisher.stop()
 
     api = FastAPI(title="Schakel intake", version="1", lifespan=lifespan)
     api.include_router(build_router(state))
+    install_openapi(api)
 
     def ready() -> bool:
-        state.metrics.hop.ready.set(1 if state.publisher.ready else 0)
-        return state.publisher.ready
+        is_ready = publisher.ready and store.recovered and (inbound is None or inbound.running)
+        metrics.hop.ready.set(1 if is_ready else 0)
+        return is_ready
 
     add_operational_routes(api, registry=registry, ready=ready)
     api.state.intake = state

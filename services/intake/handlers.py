@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import datetime
 
 from shared.events import Contact, SignalReceived, deterministic_id
@@ -23,12 +21,6 @@ def signal_id_for(*, partner_id: str, idempotency_key: str | None, fallback: str
 def reference_for(signal_id: str, received_at: datetime) -> str:
     """The short human reference, e.g. SK-2026-04711234 (digits only, derived from the id)."""
     return f"SK-{received_at.year}-{int(signal_id.replace('-', ''), 16) % 10**8:08d}"
-
-
-def body_fingerprint(payload: object) -> str:
-    """A stable hash of a request body, to tell a retry from a different request under one key."""
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def to_signal_received(

@@ -1,4 +1,4 @@
-"""Publishing to Kafka from HTTP requests: start in the background, answer 503 while the broker is away."""
+"""Publishing to Kafka: connect in the background, wait for every ack, BrokerUnavailable while the broker is away."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import contextlib
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.structs import RecordMetadata
 
-from shared.kafka import create_producer
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -22,9 +22,9 @@ class BrokerUnavailable(RuntimeError):
 class Publisher:
     """An idempotent acks=all producer that (re)connects by itself."""
 
-    def __init__(self, settings: Settings, *, send_timeout_s: float = 10.0) -> None:
+    def __init__(self, settings: Settings, *, send_timeout_s: float | None = None) -> None:
         self.settings = settings
-        self.send_timeout_s = send_timeout_s
+        self.send_timeout_s = send_timeout_s or settings.intake_send_timeout_s
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -37,10 +37,19 @@ class Publisher:
         """Begin connecting in the background; HTTP is served meanwhile."""
         self._task = asyncio.create_task(self._connect_forever())
 
+    def _create(self) -> AIOKafkaProducer:
+        # The producer gives up on a batch about when we stop waiting for it, so a record answered
+        # with 503 is rarely written afterwards (a retry with the same Idempotency-Key is safe anyway).
+        timeout_ms = int(self.send_timeout_s * 1000)
+        return AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap, enable_idempotence=True, acks="all",
+            request_timeout_ms=max(timeout_ms, 1000), retry_backoff_ms=200, client_id="schakel-intake",
+        )
+
     async def _connect_forever(self) -> None:
         delay = 0.5
         while self._producer is None:
-            producer = create_producer(self.settings)
+            producer = self._create()
             try:
                 await producer.start()
             except KafkaError as exc:
@@ -60,15 +69,20 @@ class Publisher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self._producer is not None:
-            await self._producer.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._producer.stop(), timeout=self.send_timeout_s)
 
-    async def publish(self, *, topic: str, key: str, value: bytes) -> None:
+    async def publish(
+        self, *, topic: str, key: str | bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None
+    ) -> RecordMetadata:
         """Write one record and wait for the broker's ack; BrokerUnavailable otherwise."""
         if self._producer is None:
             raise BrokerUnavailable("not connected to Kafka yet")
+        raw_key = key.encode() if isinstance(key, str) else key
         try:
-            await asyncio.wait_for(
-                self._producer.send_and_wait(topic, value=value, key=key.encode()), timeout=self.send_timeout_s
+            return await asyncio.wait_for(
+                self._producer.send_and_wait(topic, value=value, key=raw_key, headers=headers),
+                timeout=self.send_timeout_s,
             )
         except (KafkaError, asyncio.TimeoutError) as exc:
             log.warning("kafka_write_failed", topic=topic, error=type(exc).__name__)
