@@ -95,7 +95,6 @@ class MunicipalityInfo(Strict):
     id: str
     name: str
     region: Region
-    base_url: str = "http://127.0.0.1:8003"
 
 
 class MunicipalityFile(Strict):

@@ -34,6 +34,7 @@ class NotifyCore:
     sender_address: str
     mail_domain: str
     partitions: int
+    base_url: str
     max_delay_s: float = 60.0
     sent_log: faust.Table = field(init=False)
     loop: RecordLoop = field(init=False)
@@ -66,7 +67,7 @@ class NotifyCore:
         if self.sent_log.get(log_key) is not None:
             return
         signal_id = signal_id_of(data)
-        rendered = render(mail.kind, mail_context(data, mail, municipality=self.municipality))
+        rendered = render(mail.kind, mail_context(data, mail, municipality=self.municipality, base_url=self.base_url))
         thread = thread_id_for(signal_id=signal_id, domain=self.mail_domain)
         message = build_message(rendered=rendered, sender=self.sender_address, recipient=mail.recipient.email,
                                 message_id=message_id, in_reply_to=thread, references=(thread,))

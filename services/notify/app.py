@@ -31,6 +31,7 @@ def create_app(settings: Settings | None = None, *, municipality: Municipality |
         app=faust_app, municipality=municipality or load_municipality(settings.config),
         metrics=NotifyMetrics(registry), sender=sender or SmtpSender(SmtpSettings.from_settings(settings)),
         sender_address=settings.mail_from, mail_domain=address.rsplit("@", 1)[1], partitions=settings.topic_partitions,
+        base_url=settings.public_base_url,
     )
 
     @faust_app.timer(GAUGE_INTERVAL_S)

@@ -17,14 +17,14 @@ def signal_id_of(event: Contract) -> str:
     return str(getattr(event, "signal_id"))
 
 
-def signal_url(municipality: Municipality, signal_id: str) -> str:
+def signal_url(base_url: str, signal_id: str) -> str:
     """The page behind login where the partner reads the signal."""
-    return f"{municipality.raw.municipality.base_url.rstrip('/')}/v1/signals/{signal_id}"
+    return f"{base_url.rstrip('/')}/v1/signals/{signal_id}"
 
 
-def mail_context(event: Contract, mail: PlannedMail, *, municipality: Municipality) -> MailContext:
+def mail_context(event: Contract, mail: PlannedMail, *, municipality: Municipality, base_url: str) -> MailContext:
     """Only reference, route, body name, urgency, deadlines, outcome and link: never data about the child."""
-    url = signal_url(municipality, signal_id_of(event))
+    url = signal_url(base_url, signal_id_of(event))
     body = municipality.bodies.get(mail.body_id) if mail.body_id else None
     common = {"recipient_role": mail.recipient.role, "signal_url": url}
     if isinstance(event, SignalAssigned):
