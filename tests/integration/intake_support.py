@@ -14,7 +14,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from schakel.kafka_broker import free_port
 from schakel.processes import ServiceProcess
-from shared.municipality import hash_token
+from shared.municipality import MunicipalityInfo, hash_token
 from shared.settings import REPO_ROOT
 from services.intake.signing import PARTNER_HEADER, SIGNATURE_HEADER, partner_signing_key, sign
 
@@ -40,6 +40,8 @@ def auth(partner_id: str = "obs-de-linde") -> dict[str, str]:
 def write_municipality(directory: Path) -> Path:
     """The example municipality with test tokens, plus a partner that may only update signals."""
     data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    # The example and the schema are edited by others; keep only what the schema knows.
+    data["municipality"] = {k: v for k, v in data["municipality"].items() if k in MunicipalityInfo.model_fields}
     for partner in data["partners"]:
         partner["token_hashes"] = [hash_token(token(partner["id"]))]
     data["partners"].append({
