@@ -1,0 +1,99 @@
+"""A signal travels through real Kafka from a partner's request to partners' mailboxes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+import pytest
+
+from tests.conftest import start_broker
+from tests.harness import System, read_topic
+
+BSN = "111222333"  # passes the elfproef; a test value
+PUPIL_REF = "LL-4711"
+SUMMARY = "Vecht op het schoolplein en heeft een kort lontje"
+
+IB = "ib@delinde.example"
+REPORTER = "juf.jansen@delinde.example"
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    """The four services, a mail sink and a broker of their own, shared by this module's tests."""
+    broker = start_broker(tmp_path_factory.mktemp("kafka-e2e"))
+    stack = System(broker=broker, root=tmp_path_factory.mktemp("e2e")).start()
+    yield stack
+    stack.stop()
+    broker.stop(kill=True)
+
+
+def _all_mail_text(system: System) -> str:
+    return "\n".join(m.data.decode("utf-8", errors="replace") for m in system.sink.messages)
+
+
+def test_a_school_signal_reaches_the_zat_and_the_reporter_hears_back(system: System) -> None:
+    response = system.submit("obs-de-linde", {
+        "category": "KLAS",
+        "subject": {"bsn": BSN, "school_brin": "12AB", "pupil_ref": PUPIL_REF},
+        "summary": SUMMARY,
+        "reporter": {"name": "Juf Jansen", "email": REPORTER},
+        "legal_basis": "meldrecht",
+    }, **{"Idempotency-Key": "e2e-1"})
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    signal_id, reference = accepted["signal_id"], accepted["reference"]
+    assert response.headers["location"] == f"/v1/signals/{signal_id}"
+
+    assigned_mail = system.wait_for_mail(IB, subject_contains=reference)
+    assert "Nieuw signaal toegewezen" in str(assigned_mail.message["Subject"])
+
+    state = system.wait_for_signal("obs-de-linde", signal_id)
+    assert state["status"] == "assigned"
+    assert state["route"] == "zat"
+    assert state["body"]["id"] == "zat-12ab"
+    assert {d["clock"] for d in state["deadlines"]} == {"acknowledge", "feedback", "close"}
+
+    for event, status in (
+        ({"type": "acknowledged"}, "acknowledged"),
+        ({"type": "feedback", "message": "We hebben ouders uitgenodigd voor een gesprek."}, "feedback_given"),
+        ({"type": "closed", "outcome": "hulp_ingezet"}, "closed"),
+    ):
+        answer = system.post_event("obs-de-linde", signal_id, event)
+        assert answer.status_code == 200, answer.text
+        assert system.get_signal("obs-de-linde", signal_id).json()["status"] == status
+
+    history = [h["type"] for h in system.get_signal("obs-de-linde", signal_id).json()["history"]]
+    assert history == ["assigned", "acknowledged", "feedback", "closed"]
+
+    system.wait_for_mail(REPORTER, subject_contains="Terugkoppeling")
+    system.wait_for_mail(REPORTER, subject_contains="afgesloten")
+
+    text = _all_mail_text(system)
+    for secret in (BSN, PUPIL_REF, SUMMARY, "kort lontje", "Juf Jansen"):
+        assert secret not in text
+
+
+def test_no_identifier_or_free_text_reaches_kafka_in_clear_text(system: System) -> None:
+    response = system.submit("politie-basisteam", {
+        "category": "OVERL",
+        "subject": {"bsn": BSN, "family_ref": "FAM-99"},
+        "postcode_area": "3511",
+        "summary": SUMMARY,
+    })
+    assert response.status_code == 202, response.text
+    signal_id = response.json()["signal_id"]
+    system.wait_for_signal("politie-basisteam", signal_id)
+    for topic in ("signals.received", "signals.assigned", "signals.lifecycle"):
+        for record in read_topic(system.broker.bootstrap, topic):
+            raw = record.value.decode()
+            assert BSN not in raw and "FAM-99" not in raw and "kort lontje" not in raw
+
+
+def test_closing_before_feedback_is_refused_with_the_current_state(system: System) -> None:
+    response = system.submit("politie-basisteam", {"category": "CRIM", "subject": {"bsn": BSN}})
+    signal_id = response.json()["signal_id"]
+    system.wait_for_signal("gemeente", signal_id)
+    answer = system.post_event("gemeente", signal_id, {"type": "closed", "outcome": "ongegrond"})
+    assert answer.status_code == 409
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert answer.json()["current_status"] == "assigned"
+    assert system.get_signal("obs-de-linde", signal_id).status_code == 404
