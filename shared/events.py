@@ -136,6 +136,15 @@ class LifecycleRequested(Contract):
     requested_at: datetime
 
 
+class SlaCheckRequested(Contract):
+    """The feedback sweep found a clock due for a warning, breach or escalation; the agent decides."""
+
+    event_type: Literal["nl.schakel.sla.check.requested.v1"] = "nl.schakel.sla.check.requested.v1"
+    signal_id: str
+    attempt: int = 1
+    requested_at: datetime
+
+
 class SignalLifecycleChanged(Contract):
     """A signal moved to a new lifecycle state."""
 
@@ -213,6 +222,23 @@ class SlaBreached(SlaDeadlineEvent):
     step_index: int = 1
 
 
+class AuditRecorded(Contract):
+    """Who read or changed which signal, when and in what capacity (NEN 7513 style; no personal data)."""
+
+    event_type: Literal["nl.schakel.audit.recorded.v1"] = "nl.schakel.audit.recorded.v1"
+    audit_id: str
+    signal_id: str | None = None
+    actor_partner_id: str
+    # In what capacity the partner acted: "reporter", "body:<body id>", "none" (no access), "operator".
+    on_behalf_of: str
+    action: str
+    outcome: Literal["allowed", "refused", "failed"]
+    http_status: int | None = None
+    request_id: str | None = None
+    service: str
+    at: datetime
+
+
 class NotificationSent(Contract):
     """Notify handed an e-mail to the SMTP server (no content, only the facts)."""
 
@@ -238,6 +264,8 @@ EVENT_MODELS: dict[str, type[Contract]] = {
         SignalsMatched,
         SlaWarned,
         SlaBreached,
+        SlaCheckRequested,
+        AuditRecorded,
     )
 }
 

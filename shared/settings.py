@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     intake_claim_lease_s: float = Field(default=30.0, gt=0)
     # Master secret from which each Kafka-connected partner's signing key is derived (ADR 0006).
     inbound_signing_secret: SecretStr = SecretStr("development-only-inbound-signing-secret")
+    # feedback: how often the SLA sweep scans the lifecycle table for due warnings, breaches, escalations.
+    sla_sweep_interval_s: float = Field(default=30.0, gt=0)
 
     def service_state_dir(self, service: str) -> Path:
         """Directory for one service's local state (tables, logs)."""
