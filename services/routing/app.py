@@ -20,6 +20,9 @@ class RoutingSettings(Settings):
 
     # How often the municipality file's mtime is checked for a reload (seconds; 0 turns polling off).
     routing_reload_interval_s: float = 5.0
+    # The faust app's name: its consumer group, table changelogs and state folder (schakel-<name>).
+    # Another name reads every topic again from the start with empty tables (a replay).
+    routing_app_name: str = "routing"
 
 
 def create_app(settings: Settings | None = None, *, municipality: Municipality | None = None,
@@ -29,7 +32,7 @@ def create_app(settings: Settings | None = None, *, municipality: Municipality |
     configure_logging(service="routing", log_format=settings.log_format, level=settings.log_level)
     registry = CollectorRegistry()
     metrics = RoutingMetrics(registry)
-    faust_app = create_faust_app("routing", settings, store=store)
+    faust_app = create_faust_app(getattr(settings, "routing_app_name", "routing"), settings, store=store)
     config = RoutingConfig(None if municipality else settings.config, metrics, municipality=municipality)
     loops = register_agents(faust_app, config=config, metrics=metrics)
     interval = getattr(settings, "routing_reload_interval_s", 5.0)
