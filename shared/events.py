@@ -253,6 +253,31 @@ class NotificationSent(Contract):
     attempts: int = 1
 
 
+class DigestItemQueued(Contract):
+    """Notify put one U2/U3 signal on a recipient's next daily digest (notify's own topic)."""
+
+    event_type: Literal["nl.schakel.notification.digest_item.v1"] = "nl.schakel.notification.digest_item.v1"
+    recipient_key: str
+    recipient: EmailStr
+    recipient_role: str
+    signal_id: str
+    reference: str
+    route: Route
+    urgency: Urgency
+    source_event_id: str
+    item_id: str
+    queued_at: datetime
+
+
+class DigestDue(Contract):
+    """A recipient's digest for one period is due (published by notify's timer, handled by its agent)."""
+
+    event_type: Literal["nl.schakel.notification.digest_due.v1"] = "nl.schakel.notification.digest_due.v1"
+    recipient_key: str
+    period: str
+    due_at: datetime
+
+
 EVENT_MODELS: dict[str, type[Contract]] = {
     model.model_fields["event_type"].default: model
     for model in (

@@ -33,6 +33,14 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
     mail_from: str = "Schakel <noreply@schakel.example>"
+    # notify: transient SMTP failures retry after base·2^(n-1) s, capped, jittered to 85–100 % (ADR 0008).
+    notify_retry_base_s: float = Field(default=2.0, gt=0)
+    notify_retry_max_s: float = Field(default=50.0, gt=0)
+    # notify: daily digests go out at this local time (Europe/Amsterdam, HH:MM) ...
+    notify_digest_time: str = Field(default="07:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    # ... or, when set, every this many seconds (tests and demos); the timer looks every check interval.
+    notify_digest_interval_s: float | None = Field(default=None, gt=0)
+    notify_digest_check_s: float = Field(default=30.0, gt=0)
     topic_partitions: int = 4
     # intake: per-partner token bucket (per process), answers 429 with Retry-After when empty.
     intake_rate_per_minute: float = Field(default=600.0, gt=0)

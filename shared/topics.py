@@ -64,6 +64,12 @@ NOTIFICATIONS_SENT = TopicSpec(
 NOTIFICATIONS_DLQ = TopicSpec(
     "notifications.dlq", "signal id", "records or e-mails notify could not handle"
 )
+NOTIFICATIONS_DIGEST = TopicSpec(
+    "notifications.digest",
+    "keyed hash of the recipient's address",
+    "notify's own queue of digest items and 'digest due' ticks, so one agent sends and clears a digest (ADR 0008)",
+    retention_ms=14 * DAY_MS,
+)
 INTAKE_IDEMPOTENCY = TopicSpec(
     "intake.idempotency",
     "claim:/done: + partner id + keyed hash of the Idempotency-Key",
@@ -89,6 +95,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     SLA_BREACHED,
     NOTIFICATIONS_SENT,
     NOTIFICATIONS_DLQ,
+    NOTIFICATIONS_DIGEST,
     AUDIT_LOG,
     INTAKE_IDEMPOTENCY,
 )
