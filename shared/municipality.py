@@ -292,7 +292,10 @@ def build_municipality(
 # Free sections validated by the service that owns their meaning, named by "module:function" and
 # imported only when a file has that section (shared/ does not depend on services/ at import time).
 # Each validator takes the Municipality and returns [(line, message), ...].
-SECTION_VALIDATORS: dict[str, str] = {"routing": "services.routing.rules:validate_section"}
+SECTION_VALIDATORS: dict[str, str] = {
+    "routing": "services.routing.rules:validate_section",
+    "sla": "services.feedback.sla_config:validate_section",
+}
 
 
 def _section_validator(spec: str) -> Any:
