@@ -1,0 +1,39 @@
+# The README's two commands: `make run` and `make test`. Everything else is set up on the way.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup run demo down test test-fast schema dashboards
+
+$(BIN)/schakel: pyproject.toml requirements.lock
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON))"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $(BIN)/schakel
+
+setup: $(BIN)/schakel
+	$(BIN)/python -c "from schakel.kafka_broker import fetch_jars; print('Kafka broker jars in', fetch_jars())"
+
+run: setup
+	$(BIN)/schakel up
+	$(BIN)/schakel demo
+
+demo: setup
+	$(BIN)/schakel demo
+
+down:
+	$(BIN)/schakel down
+
+test: setup
+	scripts/run-tests
+
+test-fast: setup
+	$(BIN)/pytest -q tests/unit tests/agent
+
+schema: setup
+	$(BIN)/schakel schema
+
+dashboards: setup
+	$(BIN)/python infra/grafana/generate.py
