@@ -36,7 +36,7 @@ class SubjectIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    bsn: str | None = None
+    bsn: str | None = Field(default=None, json_schema_extra={"pattern": "^[0-9]{9}$"})
     school_brin: str | None = Field(default=None, pattern=r"^[0-9]{2}[A-Z]{2}$")
     pupil_ref: str | None = Field(default=None, min_length=1, max_length=64)
     family_ref: str | None = Field(default=None, min_length=1, max_length=128)
@@ -71,15 +71,16 @@ class SignalIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    category: str
+    # json_schema_extra documents the rules in the OpenAPI; the validators below enforce them with Dutch codes.
+    category: str = Field(json_schema_extra={"enum": sorted(CATEGORIES)})
     urgency: Urgency | None = None
     subject: SubjectIn
-    flags: list[str] = []
-    postcode_area: str | None = None
-    summary: str | None = None
+    flags: list[str] = Field(default=[], json_schema_extra={"items": {"type": "string", "enum": sorted(FLAGS)}})
+    postcode_area: str | None = Field(default=None, json_schema_extra={"pattern": "^[0-9]{4}$"})
+    summary: str | None = Field(default=None, json_schema_extra={"maxLength": MAX_SUMMARY})
     observed_at: datetime | None = None
     reporter: ReporterIn | None = None
-    legal_basis: str = "meldrecht"
+    legal_basis: str = Field(default="meldrecht", json_schema_extra={"enum": list(LEGAL_BASES)})
     parents_informed: bool = False
 
     @field_validator("category")
