@@ -15,7 +15,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from schakel.kafka_broker import free_port
 from schakel.processes import ServiceProcess
 from shared.municipality import MunicipalityInfo, hash_token
-from shared.settings import REPO_ROOT
+from shared.settings import REPO_ROOT, Settings
 from services.intake.signing import PARTNER_HEADER, SIGNATURE_HEADER, partner_signing_key, sign
 
 EXAMPLE = REPO_ROOT / "examples" / "gemeente-voorbeeld.yaml"
@@ -63,6 +63,13 @@ def intake_env(*, bootstrap: str, config: Path, state_dir: Path, **extra: str) -
         "SCHAKEL_INBOUND_SIGNING_SECRET": SIGNING_SECRET, "SCHAKEL_LOG_FORMAT": "json",
         "SCHAKEL_INTAKE_RATE_PER_MINUTE": "60000", "SCHAKEL_INTAKE_RATE_BURST": "10000", **extra,
     }
+
+
+def settings_for(bootstrap: str, directory: Path, **extra: Any) -> Settings:
+    """Settings for an in-process intake on a test broker."""
+    env = intake_env(bootstrap=bootstrap, config=write_municipality(directory), state_dir=directory / "state")
+    values: dict[str, Any] = {key.removeprefix("SCHAKEL_").lower(): value for key, value in env.items()}
+    return Settings(**{**values, **extra})
 
 
 def start_intake(directory: Path, *, bootstrap: str, config: Path, name: str = "intake", **extra: str) -> ServiceProcess:

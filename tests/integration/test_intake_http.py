@@ -5,27 +5,18 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from schakel.kafka_broker import Broker
-from shared.settings import Settings
 from services.intake.app import create_app
 from tests.integration.intake_support import (
-    OTHER_BSN, READ_ONLY_PARTNER, auth, intake_env, received_events, signal_body, wait_until, write_municipality,
+    OTHER_BSN, READ_ONLY_PARTNER, auth, received_events, settings_for, signal_body, wait_until,
 )
 
 pytestmark = pytest.mark.kafka
-
-
-def settings_for(bootstrap: str, directory: Path, **extra: Any) -> Settings:
-    """Settings for an in-process intake on the test broker."""
-    env = intake_env(bootstrap=bootstrap, config=write_municipality(directory), state_dir=directory / "state")
-    values: dict[str, Any] = {key.removeprefix("SCHAKEL_").lower(): value for key, value in env.items()}
-    return Settings(**{**values, **extra})
 
 
 @pytest.fixture(scope="module")
