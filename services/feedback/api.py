@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from typing import Any, Literal
 
@@ -19,11 +20,13 @@ from shared.pseudonym import seal, unseal
 from shared.settings import Settings
 from shared.topics import LIFECYCLE_REQUESTS
 from services.feedback.agents import FeedbackCore
+from services.feedback.audit import audit_record, capacity, write_audit
 from services.feedback.lifecycle import ChangeRequest, Refusal, SignalRecord, can_see, check
 from services.feedback.sla import deadline_state
 
 log = structlog.get_logger(__name__)
 REQUEST_TIMEOUT_S = 15.0
+AUDIT_TIMEOUT_S = 10.0
 
 
 class EventIn(BaseModel):
@@ -85,6 +88,20 @@ def build_router(core: FeedbackCore, settings: Settings) -> APIRouter:
         return problem(404, code="signal_not_found", title="Niet gevonden",
                        detail="Dit signaal bestaat niet of is niet voor u zichtbaar.")
 
+    async def audited(response: Response, *, signal_id: str, partner: Partner, record: SignalRecord | None,
+                      action: str, request_id: str | None = None) -> Response:
+        """Write the audit record of this access before answering; no audit, no answer (503)."""
+        entry = audit_record(signal_id=signal_id, partner_id=partner.id, on_behalf_of=capacity(record, partner.id),
+                             action=action, http_status=response.status_code, at=utcnow(), request_id=request_id)
+        try:
+            await asyncio.wait_for(write_audit(core.app, entry), timeout=AUDIT_TIMEOUT_S)
+        except (TimeoutError, asyncio.TimeoutError):
+            log.error("audit_write_failed", signal_id=signal_id, partner=partner.id, action=action)
+            return problem(503, code="audit_unavailable", title="Tijdelijk niet beschikbaar",
+                           detail="De toegang kan nu niet worden vastgelegd; probeer het zo opnieuw.",
+                           headers={"Retry-After": "5"})
+        return response
+
     @router.get("/v1/signals/{signal_id}", summary="De stand van een signaal")
     async def get_signal(signal_id: str, request: Request) -> Response:
         partner = authenticate(request)
@@ -92,9 +109,10 @@ def build_router(core: FeedbackCore, settings: Settings) -> APIRouter:
             return unauthenticated()
         record = core.get(signal_id)
         if record is None or not can_see(record, partner.id):
-            return not_found()
+            return await audited(not_found(), signal_id=signal_id, partner=partner, record=record, action="read")
         log.info("signal_read", signal_id=signal_id, partner=partner.id)
-        return JSONResponse(signal_view(record, partner_id=partner.id, sealing_key=sealing_key))
+        view = JSONResponse(signal_view(record, partner_id=partner.id, sealing_key=sealing_key))
+        return await audited(view, signal_id=signal_id, partner=partner, record=record, action="read")
 
     @router.post("/v1/signals/{signal_id}/events", summary="Een signaal oppakken, terugkoppelen, afsluiten, ...")
     async def post_event(signal_id: str, request: Request) -> Response:
@@ -112,12 +130,20 @@ def build_router(core: FeedbackCore, settings: Settings) -> APIRouter:
             return problem(422, code="validation_failed", title="Ongeldig verzoek",
                            detail="Het verzoek is niet goed ingevuld.", errors=errors)
         request_id = str(uuid.uuid4())
+        response, record = await change_signal(signal_id, partner, body, request_id)
+        return await audited(response, signal_id=signal_id, partner=partner, record=record, action=body.type,
+                             request_id=request_id)
+
+    async def change_signal(signal_id: str, partner: Partner, body: EventIn,
+                            request_id: str) -> tuple[Response, SignalRecord | None]:
+        """Ask the agent for the change through Kafka and wait for its answer."""
         message_sealed = seal(body.message, key=sealing_key, context=signal_id) if body.message else None
         change = ChangeRequest(change=LifecycleChange(body.type), actor_partner_id=partner.id, at=utcnow(),
                                outcome=body.outcome, reason=body.reason, message_sealed=message_sealed)
-        refusal = check(core.get(signal_id), change)
+        before = core.get(signal_id)
+        refusal = check(before, change)
         if refusal is not None:
-            return _refused(refusal, core.get(signal_id))
+            return _refused(refusal, before, partner_id=partner.id, sealing_key=sealing_key), before
         asked = LifecycleRequested(
             request_id=request_id, signal_id=signal_id, change=change.change, partner_id=partner.id,
             message_sealed=message_sealed, outcome=body.outcome, reason=body.reason, requested_at=change.at,
@@ -134,23 +160,22 @@ def build_router(core: FeedbackCore, settings: Settings) -> APIRouter:
             core.pending.pop(request_id, None)
             return problem(503, code="not_confirmed", title="Nog niet bevestigd",
                            detail="De wijziging is nog niet bevestigd. Vraag de stand op en probeer het zo nodig opnieuw.",
-                           headers={"Retry-After": "5"})
+                           headers={"Retry-After": "5"}), before
         if isinstance(outcome, Refusal):
-            return _refused(outcome, core.get(signal_id))
-        return JSONResponse(signal_view(outcome, partner_id=partner.id, sealing_key=sealing_key))
+            current = core.get(signal_id)
+            return _refused(outcome, current, partner_id=partner.id, sealing_key=sealing_key), current
+        return JSONResponse(signal_view(outcome, partner_id=partner.id, sealing_key=sealing_key)), outcome
 
     return router
 
 
-def _refused(refusal: Refusal, record: SignalRecord | None) -> JSONResponse:
-    extra: dict[str, Any] = {}
-    response = problem(refusal.status, code=refusal.code, title="Niet toegestaan" if refusal.status != 404
-                       else "Niet gevonden", detail=refusal.message)
-    if refusal.status == 409 and record is not None:
-        import json
-
-        body = json.loads(bytes(response.body))
-        body["current_status"] = record.status.value
-        extra = body
-        return JSONResponse(extra, status_code=409, media_type="application/problem+json")
-    return response
+def _refused(refusal: Refusal, record: SignalRecord | None, *, partner_id: str, sealing_key: str) -> JSONResponse:
+    """A refusal as problem+json; a 409 carries the current state (status and the whole view)."""
+    response = problem(refusal.status, code=refusal.code,
+                       title="Niet gevonden" if refusal.status == 404 else "Niet toegestaan", detail=refusal.message)
+    if refusal.status != 409 or record is None:
+        return response
+    body = json.loads(bytes(response.body))
+    body["current_status"] = record.status.value
+    body["signal"] = signal_view(record, partner_id=partner_id, sealing_key=sealing_key)
+    return JSONResponse(body, status_code=409, media_type="application/problem+json")

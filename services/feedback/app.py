@@ -25,7 +25,7 @@ def create_app(settings: Settings | None = None, *, municipality: Municipality |
     registry = CollectorRegistry()
     faust_app = create_faust_app("feedback", settings, store=store)
     core = FeedbackCore(faust_app, municipality or load_municipality(settings.config), FeedbackMetrics(registry),
-                        settings.topic_partitions)
+                        settings.topic_partitions, sweep_interval_s=settings.sla_sweep_interval_s)
 
     @faust_app.timer(GAUGE_INTERVAL_S)
     async def refresh_gauges() -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from shared.events import SignalAssigned
 from shared.municipality import Municipality
 from services.feedback.calendar import DutchCalendar
-from services.feedback.sla import DEFAULT_POLICIES, Deadline, SlaPolicies, compute_deadlines
+from services.feedback.sla import Deadline, compute_deadlines
+from services.feedback.sla_config import DEFAULT_SLA, SlaConfig
 
 
 def calendar_for(municipality: Municipality) -> DutchCalendar:
@@ -20,13 +23,14 @@ def calendar_for(municipality: Municipality) -> DutchCalendar:
 
 def deadlines_for(
     assigned: SignalAssigned, *, municipality: Municipality, calendar: DutchCalendar,
-    policies: SlaPolicies = DEFAULT_POLICIES,
-) -> list[Deadline]:
-    """Fix the three clocks when a signal is assigned (a re-routed signal gets new ones)."""
-    policy_id, policy = policies.lookup(assigned.route.value, assigned.urgency.value)
+    sla: SlaConfig = DEFAULT_SLA,
+) -> tuple[list[Deadline], timedelta]:
+    """Fix the three clocks and the escalation interval when a signal is assigned (re-routed: new ones)."""
+    policy_id, policy, interval = sla.lookup(assigned.route.value, assigned.urgency.value)
     school = municipality.schools.get(assigned.school_brin) if assigned.school_brin else None
     region = school.region if school else municipality.raw.municipality.region
-    return compute_deadlines(
+    deadlines = compute_deadlines(
         policy=policy, assigned_at=assigned.assigned_at, calendar=calendar, region=region,
         school=school.brin if school else None, policy_id=policy_id,
     )
+    return deadlines, interval

@@ -66,7 +66,12 @@ class SignalRecord(BaseModel):
     deadlines: list[Deadline] = []
     met: dict[str, datetime] = {}
     history: list[HistoryEntry] = []
+    # SLA emissions already published (warning, breach, escalation steps), keyed per attempt and clock.
     emitted: list[str] = []
+    # The last lifecycle request ids applied, so a redelivered request is answered, not applied twice.
+    request_ids: list[str] = []
+    # Escalation interval snapshotted with the deadlines (a later config change does not move it).
+    escalation_interval_s: float = 86400.0
 
 
 # Which changes are allowed from which status (the reporter's withdrawal is checked apart).
@@ -126,6 +131,8 @@ def check(record: SignalRecord | None, request: ChangeRequest) -> Refusal | None
     """Whether a change may be applied now; None when it may."""
     if record is None or not can_see(record, request.actor_partner_id):
         return Refusal(404, "signal_not_found", "Dit signaal bestaat niet of is niet voor u zichtbaar.")
+    if request.change not in ALLOWED:
+        return Refusal(422, "unknown_change", "Dit soort wijziging kan niet worden aangevraagd.")
     is_body = request.actor_partner_id in record.body_partner_ids
     if request.change is LifecycleChange.WITHDRAWN:
         if request.actor_partner_id != record.reporter_partner_id:
@@ -193,10 +200,14 @@ def lifecycle_event(
 
 def on_assigned(
     record: SignalRecord | None, assigned: SignalAssigned, *, body_partner_ids: list[str],
-    deadlines: list[Deadline],
+    deadlines: list[Deadline], escalation_interval_s: float = 86400.0,
 ) -> tuple[SignalRecord, SignalLifecycleChanged] | None:
-    """Start (or restart, after a hand-off) the lifecycle; None for a redelivered assignment."""
-    if record is not None and record.attempt >= assigned.attempt:
+    """Start (or restart, after a hand-off) the lifecycle; None for a redelivered or moot assignment.
+
+    A re-routed signal (higher attempt) gets new clocks; its history, feedback and what was emitted
+    for earlier attempts stay. A signal the reporter withdrew stays withdrawn.
+    """
+    if record is not None and (record.attempt >= assigned.attempt or record.status is Status.WITHDRAWN):
         return None
     entry = HistoryEntry(change=LifecycleChange.ASSIGNED, status=Status.ASSIGNED, actor_partner_id="schakel",
                          at=assigned.assigned_at, reason=assigned.rule_id, body_id=assigned.body_id)
@@ -210,6 +221,7 @@ def on_assigned(
         feedback_sealed=record.feedback_sealed if record else [],
         received_at=assigned.received_at, assigned_at=assigned.assigned_at, attempt=assigned.attempt,
         deadlines=deadlines, met={}, history=[*(record.history if record else []), entry],
-        emitted=[],
+        emitted=record.emitted if record else [], request_ids=record.request_ids if record else [],
+        escalation_interval_s=escalation_interval_s,
     )
     return new, lifecycle_event(new, change=LifecycleChange.ASSIGNED, actor="schakel", at=assigned.assigned_at)
