@@ -291,6 +291,8 @@ EVENT_MODELS: dict[str, type[Contract]] = {
         SlaBreached,
         SlaCheckRequested,
         AuditRecorded,
+        DigestItemQueued,
+        DigestDue,
     )
 }
 
