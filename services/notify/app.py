@@ -13,6 +13,7 @@ from shared.municipality import Municipality, load_municipality
 from shared.settings import Settings
 from shared.stream_service import stream_service_api
 from services.notify.agents import NotifyCore
+from services.notify.digest import DigestSchedule
 from services.notify.metrics import NotifyMetrics
 from services.notify.smtp import SmtpSender, SmtpSettings
 
@@ -31,13 +32,20 @@ def create_app(settings: Settings | None = None, *, municipality: Municipality |
         app=faust_app, municipality=municipality or load_municipality(settings.config),
         metrics=NotifyMetrics(registry), sender=sender or SmtpSender(SmtpSettings.from_settings(settings)),
         sender_address=settings.mail_from, mail_domain=address.rsplit("@", 1)[1], partitions=settings.topic_partitions,
-        base_url=settings.public_base_url,
+        base_url=settings.public_base_url, retry_base_s=settings.notify_retry_base_s,
+        retry_max_s=settings.notify_retry_max_s,
+        schedule=DigestSchedule.parse(settings.notify_digest_time, settings.notify_digest_interval_s),
     )
 
     @faust_app.timer(GAUGE_INTERVAL_S)
     async def refresh_gauges() -> None:
         core.update_queue_age()
 
-    api = stream_service_api(title="Schakel notify", faust_app=faust_app, registry=registry, loops=[core.loop])
+    @faust_app.timer(settings.notify_digest_check_s)
+    async def announce_digests() -> None:
+        await core.announce_due_digests()
+
+    api = stream_service_api(title="Schakel notify", faust_app=faust_app, registry=registry,
+                             loops=[core.loop, core.digest_loop])
     api.state.core = core
     return api

@@ -6,8 +6,9 @@ from shared.events import (
     Contract, Route, SignalAssigned, SignalLifecycleChanged, SignalsMatched, SlaBreached, SlaWarned, Urgency,
 )
 from shared.municipality import Municipality
+from services.notify.digest import PendingItem
 from services.notify.recipients import PlannedMail
-from services.notify.rendering import Deadline, MailContext
+from services.notify.rendering import Deadline, DigestItem, MailContext
 
 STEP_NUMBERS = {"handler": 1, "team_lead": 2, "coordinator": 3}
 
@@ -43,3 +44,11 @@ def mail_context(event: Contract, mail: PlannedMail, *, municipality: Municipali
         return MailContext(**common, reference=event.reference, route=Route.COORDINATOR,
                            body_name=body.name if body else None, urgency=Urgency.U1)
     raise ValueError(f"no e-mail context for {type(event).__name__}")
+
+
+def digest_context(items: tuple[PendingItem, ...], *, role: str, base_url: str) -> MailContext:
+    """A digest lists reference, route, urgency and link of each signal, oldest first; nothing else."""
+    ordered = sorted(items, key=lambda i: (i.queued_at, i.reference))
+    return MailContext(recipient_role=role, items=tuple(
+        DigestItem(reference=i.reference, route=Route(i.route), urgency=Urgency(i.urgency),
+                   signal_url=signal_url(base_url, i.signal_id)) for i in ordered))

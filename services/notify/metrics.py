@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from shared.metrics import LATENCY_BUCKETS, HopMetrics, combos, precreate
 from shared.topics import (
-    NOTIFICATIONS_DLQ, NOTIFICATIONS_SENT, SIGNALS_ASSIGNED, SIGNALS_LIFECYCLE, SIGNALS_MATCHED, SLA_BREACHED,
+    NOTIFICATIONS_DIGEST, NOTIFICATIONS_DLQ, NOTIFICATIONS_SENT, SIGNALS_ASSIGNED, SIGNALS_LIFECYCLE, SIGNALS_MATCHED, SLA_BREACHED,
     SLA_WARNING,
 )
 from services.notify.rendering import KINDS
@@ -20,8 +20,8 @@ class NotifyMetrics:
     """Every metric notify exposes."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.hop = HopMetrics("notify", registry=registry, consumes=CONSUMED,
-                              produces=[NOTIFICATIONS_SENT.name, NOTIFICATIONS_DLQ.name])
+        self.hop = HopMetrics("notify", registry=registry, consumes=(*CONSUMED, NOTIFICATIONS_DIGEST.name),
+                              produces=[NOTIFICATIONS_SENT.name, NOTIFICATIONS_DLQ.name, NOTIFICATIONS_DIGEST.name])
         self.emails = Counter("notify_emails_total", "E-mails by template and outcome.", ["template", "outcome"],
                               registry=registry)
         self.send_duration = Histogram("notify_email_send_duration_seconds", "Time to hand one e-mail to SMTP.",

@@ -161,6 +161,7 @@ class SmtpSender:
         base_delay: float = 0.5,
         max_delay: float = 30.0,
         on_retry: RetryCallback | None = None,
+        min_jitter: float = 0.85,
     ) -> int:
         """Send, retrying transient failures with capped exponential backoff and jitter; return attempts."""
         if max_attempts < 1:
@@ -172,7 +173,7 @@ class SmtpSender:
             except TransientSmtpError as error:
                 if attempt == max_attempts:
                     raise
-                delay = backoff_delay(attempt, base_delay=base_delay, max_delay=max_delay)
+                delay = backoff_delay(attempt, base_delay=base_delay, max_delay=max_delay, min_jitter=min_jitter)
                 if on_retry is not None:
                     result = on_retry(attempt, error, delay)
                     if result is not None:
@@ -191,7 +192,28 @@ class SmtpSender:
                     client.close()
 
 
-def backoff_delay(attempt: int, *, base_delay: float, max_delay: float) -> float:
-    """Delay after failed attempt n: base·2^(n-1) capped at max_delay, jittered to [½, 1]× of that."""
-    ceiling = min(max_delay, base_delay * (2 ** (attempt - 1)))
-    return random.uniform(ceiling / 2, ceiling)
+def backoff_delay(attempt: int, *, base_delay: float, max_delay: float, min_jitter: float = 0.85) -> float:
+    """Delay after failed attempt n: base·2^(n-1) capped at max_delay, jittered to [min_jitter, 1]× of that.
+
+    The jitter is narrow on purpose (ADR 0008): wide jitter shortens the worst-case waits, so more attempts
+    are needed to outlast an outage; one worker sends one mail at a time, so there is no herd to spread.
+    """
+    if not 0 < min_jitter <= 1:
+        raise ValueError("min_jitter must be in (0, 1]")
+    ceiling = min(max_delay, base_delay * (2 ** min(attempt - 1, 62)))
+    return random.uniform(ceiling * min_jitter, ceiling)
+
+
+def worst_case_schedule(outage_s: float, *, base_delay: float, max_delay: float,
+                        min_jitter: float = 0.85) -> tuple[int, float]:
+    """For a mail first tried at the start of an outage: (attempts it needs at most, longest wait after recovery).
+
+    Attempts: every delay at its shortest (most attempts fit into the outage). Wait after recovery: the longest
+    single delay, since recovery can come right after a failed attempt.
+    """
+    elapsed, attempt = 0.0, 1
+    while elapsed < outage_s:
+        ceiling = min(max_delay, base_delay * (2 ** min(attempt - 1, 62)))
+        elapsed += ceiling * min_jitter
+        attempt += 1
+    return attempt, max_delay
