@@ -1,0 +1,126 @@
+"""Feedback over HTTP on the real broker: the lifecycle, who may do what, the audit trail, and a SIGKILL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from schakel.kafka_broker import Broker
+from tests.harness import System, read_topic, wait_until
+
+pytestmark = pytest.mark.kafka
+
+REPORTER, BODY, STRANGER, NEXT_BODY = "obs-de-linde", "wijkteam-centrum", "cbs-het-anker", "obs-de-linde"
+
+
+def thuis(n: int) -> dict[str, Any]:
+    """A school signal about home that routing sends to wijkteam Centrum (postcode 3511)."""
+    return {
+        "category": "THUIS", "subject": {"school_brin": "12AB", "pupil_ref": f"R-{n}"}, "postcode_area": "3511",
+        "summary": "Komt vaak zonder ontbijt.", "reporter": {"name": "Juf", "email": "juf@delinde.example"},
+        "legal_basis": "meldrecht",
+    }
+
+
+@pytest.fixture
+def system(fresh_kafka: Broker, tmp_path: Path) -> Iterator[System]:
+    stack = System(broker=fresh_kafka, root=tmp_path).start(["intake", "routing", "feedback"])
+    yield stack
+    stack.stop()
+
+
+def new_signal(system: System, n: int) -> str:
+    response = system.submit(REPORTER, thuis(n), **{"Idempotency-Key": f"restart-{n}"})
+    assert response.status_code == 202, response.text
+    signal_id: str = response.json()["signal_id"]
+    system.wait_for_signal(REPORTER, signal_id)
+    return signal_id
+
+
+def audit_records(system: System) -> list[dict[str, Any]]:
+    return [json.loads(r.value) for r in read_topic(system.broker.bootstrap, "audit.log", timeout_ms=2000)]
+
+
+def test_the_seed_cycle_authorisation_and_audit_trail_hold_over_http(system: System) -> None:
+    signal_id = new_signal(system, 0)
+    assert system.get_signal(BODY, signal_id).json()["body"]["id"] == "wijkteam-centrum"
+
+    # Strangers see nothing and can do nothing: 404, as for an unknown id.
+    assert system.get_signal(STRANGER, signal_id).status_code == 404
+    assert system.post_event(STRANGER, signal_id, {"type": "acknowledged"}).status_code == 404
+    assert system.post_event(STRANGER, signal_id, {"type": "withdrawn"}).status_code == 404
+    assert system.get_signal(BODY, "00000000-0000-0000-0000-000000000000").status_code == 404
+    # The reporter may see it but not handle it.
+    refused = system.post_event(REPORTER, signal_id, {"type": "acknowledged"})
+    assert (refused.status_code, refused.json()["code"]) == (403, "only_assigned_body")
+
+    assert system.post_event(BODY, signal_id, {"type": "acknowledged"}).status_code == 200
+    twice = system.post_event(BODY, signal_id, {"type": "acknowledged"})
+    assert twice.status_code == 409 and twice.json()["current_status"] == "acknowledged"
+    early = system.post_event(BODY, signal_id, {"type": "closed", "outcome": "hulp_ingezet"})
+    assert (early.status_code, early.json()["code"]) == (409, "feedback_required_before_closing")
+    assert early.json()["signal"]["status"] == "acknowledged"
+    assert system.post_event(BODY, signal_id, {"type": "feedback", "message": "Gesprek met ouders gepland."}
+                             ).status_code == 200
+    closed = system.post_event(BODY, signal_id, {"type": "closed", "outcome": "hulp_ingezet"})
+    assert closed.status_code == 200 and closed.json()["status"] == "closed"
+    after = system.post_event(BODY, signal_id, {"type": "feedback", "message": "Nog iets"})
+    assert after.status_code == 409 and after.json()["current_status"] == "closed"
+
+    state = system.get_signal(REPORTER, signal_id).json()
+    assert [h["type"] for h in state["history"]] == ["assigned", "acknowledged", "feedback", "closed"]
+    assert state["feedback"] == ["Gesprek met ouders gepland."]
+    assert "summary" not in state  # the summary is for the assigned body only
+
+    def audited() -> list[dict[str, Any]]:
+        mine = [r for r in audit_records(system) if r["data"].get("signal_id") == signal_id]
+        return mine if len(mine) >= 13 else []
+
+    trail = wait_until(audited, timeout=20, what="audit records of every access")
+    actions = [(r["data"]["actor_partner_id"], r["data"]["action"], r["data"]["outcome"]) for r in trail]
+    assert (STRANGER, "read", "refused") in actions and (STRANGER, "withdrawn", "refused") in actions
+    assert (BODY, "acknowledged", "allowed") in actions and (BODY, "closed", "refused") in actions
+    assert (REPORTER, "read", "allowed") in actions
+    assert {r["data"]["on_behalf_of"] for r in trail if r["data"]["actor_partner_id"] == STRANGER} == {"none"}
+    assert {r["data"]["on_behalf_of"] for r in trail if r["data"]["actor_partner_id"] == BODY} == {
+        "body:wijkteam-centrum"}
+    text = json.dumps(trail)
+    assert "Gesprek met ouders" not in text and "ontbijt" not in text and "juf@" not in text
+
+
+def test_a_rejected_signal_is_re_routed_and_the_old_body_loses_sight_of_it(system: System) -> None:
+    signal_id = new_signal(system, 1)
+    rejected = system.post_event(BODY, signal_id, {"type": "rejected", "reason": "niet_onze_doelgroep"})
+    assert rejected.status_code == 200 and rejected.json()["status"] == "rejected"
+
+    def re_routed() -> dict[str, Any] | None:
+        state = system.get_signal(REPORTER, signal_id).json()
+        return state if state["status"] == "assigned" and state["body"]["id"] == "zat-12ab" else None
+
+    state = wait_until(re_routed, timeout=30, what="routing's hand-off to the school's ZAT")
+    assert [h["type"] for h in state["history"]] == ["assigned", "rejected", "assigned"]
+    assert system.get_signal(BODY, signal_id).status_code == 404
+    assert system.post_event(NEXT_BODY, signal_id, {"type": "acknowledged"}).status_code == 200
+
+
+def test_feedback_killed_with_sigkill_comes_back_with_every_signal_in_full(system: System) -> None:
+    ids = [new_signal(system, n) for n in range(10, 22)]
+    steps = [[], [{"type": "acknowledged"}],
+             [{"type": "acknowledged"}, {"type": "feedback", "message": "Besproken in het team."}],
+             [{"type": "acknowledged"}, {"type": "feedback", "message": "Hulp loopt."},
+              {"type": "closed", "outcome": "hulp_ingezet"}]]
+    for i, signal_id in enumerate(ids):
+        for event in steps[i % len(steps)]:
+            assert system.post_event(BODY, signal_id, event).status_code == 200
+    before = {signal_id: system.get_signal(BODY, signal_id).json() for signal_id in ids}
+
+    system.restart("feedback")  # SIGKILL, then start again and wait for /readyz
+
+    after = {signal_id: system.get_signal(BODY, signal_id).json() for signal_id in ids}
+    assert after == before
+    assert system.post_event(BODY, ids[0], {"type": "acknowledged"}).status_code == 200
+    assert system.get_signal(REPORTER, ids[0]).json()["status"] == "acknowledged"
