@@ -12,6 +12,7 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -81,15 +82,18 @@ class _Handler:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         """Store the message (in accept mode) and answer with the mode's reply."""
         mode = self.sink.mode
+        received: ReceivedMail | None = None
         with self.lock:
             self.sink.attempts += 1
             if mode == "accept":
                 data = bytes(envelope.original_content or envelope.content)
                 path = self.sink._write(data)
-                self.sink._received.append(
-                    ReceivedMail(envelope.mail_from, tuple(envelope.rcpt_tos), data, path)
-                )
+                received = ReceivedMail(envelope.mail_from, tuple(envelope.rcpt_tos), data, path)
+                self.sink._received.append(received)
             self.lock.notify_all()
+        hook = self.sink.on_accept
+        if received is not None and hook is not None:
+            hook(received)  # tests: e.g. kill the sender after the message is stored, before it hears "250"
         return REPLIES[mode]
 
 
@@ -112,6 +116,8 @@ class SmtpSink:
         self.credentials = credentials
         self.connections = 0
         self.attempts = 0
+        # Called (on the server's thread) with each stored message before the reply is sent.
+        self.on_accept: Callable[[ReceivedMail], None] | None = None
         self._received: list[ReceivedMail] = []
         self._handler = _Handler(self)
         self._controller: Controller | None = None
