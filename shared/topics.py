@@ -27,7 +27,10 @@ class TopicSpec:
 
 
 SIGNALS_INBOUND = TopicSpec(
-    "signals.inbound", "partner id", "raw, untrusted events from Kafka-connected partners"
+    "signals.inbound",
+    "partner id",
+    "raw, untrusted events from Kafka-connected partners (raw identifiers: kept 7 days only)",
+    retention_ms=7 * DAY_MS,
 )
 SIGNALS_INBOUND_DLQ = TopicSpec(
     "signals.inbound.dlq", "partner id", "rejected inbound records, with provenance headers"
