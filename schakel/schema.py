@@ -23,6 +23,7 @@ TOPIC_EVENTS: dict[str, tuple[str, ...]] = {
     "sla.breached": ("nl.schakel.sla.breached.v1",),
     "notifications.sent": ("nl.schakel.notification.sent.v1",),
     "audit.log": ("nl.schakel.audit.recorded.v1",),
+    "notifications.digest": ("nl.schakel.notification.digest_item.v1", "nl.schakel.notification.digest_due.v1"),
 }
 
 
