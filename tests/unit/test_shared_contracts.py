@@ -1,0 +1,145 @@
+"""The shared plumbing: event codec, pseudonyms, sealing, log redaction, the municipality file."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import structlog
+
+from shared.events import (
+    Contact, SignalReceived, UndecodableRecord, Urgency, decode_as, decode_event, deterministic_id, encode_event,
+    make_event, utcnow,
+)
+from shared.logging import configure_logging, redact_personal_data
+from shared.municipality import ConfigError, hash_token, load_municipality
+from shared.pseudonym import family_key, seal, subject_key, unseal
+from shared.settings import REPO_ROOT
+
+EXAMPLE = REPO_ROOT / "examples" / "gemeente-voorbeeld.yaml"
+
+
+def _received() -> SignalReceived:
+    return SignalReceived(
+        signal_id="s-1", reference="SK-2026-00000001", partner_id="obs-de-linde", partner_kind="school",
+        category="KLAS", urgency=Urgency.U2, subject_key="sk_x", received_at=utcnow(),
+        reporter=Contact(name="Juf", email="juf@school.example"), legal_basis="meldrecht",
+    )
+
+
+def test_an_event_survives_encoding_and_decoding() -> None:
+    event = make_event(_received(), source="test", subject="s-1", event_id=deterministic_id("a"))
+    envelope, data = decode_event(encode_event(event))
+    assert envelope.type == "nl.schakel.signal.received.v1"
+    assert data == _received().model_copy(update={"received_at": data.received_at})
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        (None, "empty_record"),
+        (b"{not json", "bad_json"),
+        (b'{"specversion": "1.0"}', "bad_envelope"),
+        (json.dumps({"specversion": "1.0", "id": "1", "source": "x", "type": "nl.other.v1",
+                     "time": "2026-01-01T00:00:00Z", "data": {}}).encode(), "unknown_event_type"),
+        (json.dumps({"specversion": "1.0", "id": "1", "source": "x", "type": "nl.schakel.signal.received.v1",
+                     "time": "2026-01-01T00:00:00Z", "data": {"signal_id": "s"}}).encode(), "schema_violation"),
+    ],
+)
+def test_undecodable_records_carry_a_stable_code(raw: bytes | None, code: str) -> None:
+    with pytest.raises(UndecodableRecord) as caught:
+        decode_event(raw)
+    assert caught.value.code == code
+
+
+def test_decode_errors_name_fields_but_never_echo_values() -> None:
+    payload = _received().model_dump(mode="json")
+    payload["urgency"] = "111222333"
+    raw = json.dumps({"specversion": "1.0", "id": "1", "source": "x", "type": "nl.schakel.signal.received.v1",
+                      "time": "2026-01-01T00:00:00Z", "data": {k: v for k, v in payload.items()
+                                                                  if k != "event_type"}}).encode()
+    with pytest.raises(UndecodableRecord) as caught:
+        decode_event(raw)
+    assert "urgency" in caught.value.detail
+    assert "111222333" not in str(caught.value)
+
+
+def test_decode_as_refuses_another_event_type() -> None:
+    raw = encode_event(make_event(_received(), source="t", subject="s"))
+    with pytest.raises(UndecodableRecord) as caught:
+        decode_as(raw, Contact)  # type: ignore[type-var]
+    assert caught.value.code == "unexpected_event_type"
+
+
+def test_the_same_bsn_gives_the_same_subject_key_and_a_different_secret_another() -> None:
+    assert subject_key(secret="a", bsn="111222333") == subject_key(secret="a", bsn="111222333")
+    assert subject_key(secret="a", bsn="111222333") != subject_key(secret="b", bsn="111222333")
+    assert "111222333" not in subject_key(secret="a", bsn="111222333")
+    assert subject_key(secret="a", school_brin="12ab", pupil_ref="7") == subject_key(
+        secret="a", school_brin="12AB", pupil_ref="7")
+    assert family_key(secret="a", family_ref="F") != family_key(secret="b", family_ref="F")
+
+
+def test_a_subject_without_identifiers_has_no_key() -> None:
+    with pytest.raises(ValueError):
+        subject_key(secret="a", school_brin="12AB")
+
+
+def test_sealed_text_opens_only_with_the_same_key_and_signal() -> None:
+    sealed = seal("kort lontje", key="k", context="s-1")
+    assert "lontje" not in sealed
+    assert unseal(sealed, key="k", context="s-1") == "kort lontje"
+    with pytest.raises(ValueError):
+        unseal(sealed, key="k", context="s-2")
+    with pytest.raises(ValueError):
+        unseal(sealed, key="other", context="s-1")
+
+
+def test_log_lines_lose_personal_keys_and_bsn_like_values() -> None:
+    event = redact_personal_data(None, "info", {
+        "event": "x 111222333", "bsn": "111222333", "email": "a@b.nl", "note": "mail a@b.nl about 123456782",
+        "signal_id": "s-1",
+    })
+    assert event["bsn"] == "[redacted]" and event["email"] == "[redacted]"
+    assert "111222333" not in event["event"]
+    assert "a@b.nl" not in event["note"] and "123456782" not in event["note"]
+    assert event["signal_id"] == "s-1"
+
+
+def test_the_configured_logger_redacts_stdlib_records_too(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(service="test", log_format="json", level="INFO")
+    logging.getLogger("aiokafka").warning("lost contact with 111222333")
+    structlog.get_logger("t").info("signal_seen", bsn="111222333", signal_id="s-9")
+    err = capsys.readouterr().err
+    assert "111222333" not in err
+    assert "s-9" in err
+
+
+def test_the_example_municipality_loads_with_all_bodies() -> None:
+    municipality = load_municipality(EXAMPLE)
+    assert {"coordinator", "oov", "zat-12ab", "meldcode-12ab", "wijkteam-centrum"} <= set(municipality.bodies)
+    assert municipality.wijkteam_body("3581").id == "wijkteam-oost"  # type: ignore[union-attr]
+    assert municipality.partner_by_token("demo-politie-token").id == "politie-basisteam"  # type: ignore[union-attr]
+    assert municipality.partner_by_token("wrong") is None
+    assert hash_token("x").startswith("sha256:")
+
+
+def test_a_broken_municipality_file_is_refused_with_the_line(tmp_path: Path) -> None:
+    text = EXAMPLE.read_text().replace("partner: obs-de-linde\n    zat:", "partner: onbekend\n    zat:", 1)
+    broken = tmp_path / "gemeente.yaml"
+    broken.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_municipality(broken)
+    line = next(i for i, l in enumerate(text.splitlines(), 1) if "partner: onbekend" in l)
+    assert caught.value.problems[0][0] == line
+    assert "onbekend" in caught.value.problems[0][1]
+
+
+def test_invalid_yaml_is_refused_with_the_line(tmp_path: Path) -> None:
+    broken = tmp_path / "gemeente.yaml"
+    broken.write_text("municipality:\n  id: x\n  name: [unclosed\n")
+    with pytest.raises(ConfigError) as caught:
+        load_municipality(broken)
+    assert caught.value.problems[0][0] in (3, 4)
