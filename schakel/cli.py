@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     prev.set_defaults(func=_mail)
     _add_optional("schakel.routes_cli", sub)
     _add_optional("schakel.partners_cli", sub)
+    _add_optional("schakel.audit_cli", sub)
     return parser
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +13,7 @@ from typing import Any
 import pytest
 
 from schakel.kafka_broker import Broker
+from shared.settings import REPO_ROOT
 from tests.harness import System, read_topic, wait_until
 
 pytestmark = pytest.mark.kafka
@@ -43,6 +47,19 @@ def new_signal(system: System, n: int) -> str:
 
 def audit_records(system: System) -> list[dict[str, Any]]:
     return [json.loads(r.value) for r in read_topic(system.broker.bootstrap, "audit.log", timeout_ms=2000)]
+
+
+def audit_records_for(system: System, signal_id: str) -> list[dict[str, Any]]:
+    return [r for r in audit_records(system)
+            if r["data"].get("signal_id") == signal_id and r["data"]["action"] != "export"]
+
+
+def export_audit(system: System, *args: str) -> list[dict[str, Any]]:
+    """Run `schakel audit export` against the test broker and parse its JSON lines."""
+    done = subprocess.run([sys.executable, "-m", "schakel", "audit", "export", *args], capture_output=True,
+                          text=True, timeout=60, check=True, cwd=REPO_ROOT,
+                          env={**os.environ, "SCHAKEL_KAFKA_BOOTSTRAP": system.broker.bootstrap})
+    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
 
 
 def test_the_seed_cycle_authorisation_and_audit_trail_hold_over_http(system: System) -> None:
@@ -90,6 +107,13 @@ def test_the_seed_cycle_authorisation_and_audit_trail_hold_over_http(system: Sys
         "body:wijkteam-centrum"}
     text = json.dumps(trail)
     assert "Gesprek met ouders" not in text and "ontbijt" not in text and "juf@" not in text
+
+    # The municipality exports the trail as JSON lines; the export is audited too.
+    exported = export_audit(system, "--signal", signal_id)
+    assert len(exported) == len(audit_records_for(system, signal_id)) >= 13
+    assert {"id", "time", "actor_partner_id", "on_behalf_of", "action", "outcome", "signal_id"} <= set(exported[0])
+    assert export_audit(system, "--since", "2999-01-01T00:00:00+00:00") == []
+    assert any(r["data"]["action"] == "export" for r in audit_records(system))
 
 
 def test_a_rejected_signal_is_re_routed_and_the_old_body_loses_sight_of_it(system: System) -> None:

@@ -110,7 +110,11 @@ def test_signals_left_alone_get_warning_breach_and_each_escalation_once_even_acr
         records = sla_records(system)
         return records if expected <= {rung(r) for r in records} else []
 
-    wait_until(complete, timeout=120, interval=1.0, what="every warning, breach and escalation step")
+    try:
+        wait_until(complete, timeout=120 + SIGNALS, interval=1.0, what="every warning, breach and escalation step")
+    except AssertionError:
+        missing = Counter(step for _, _, step in expected - {rung(r) for r in sla_records(system)})
+        raise AssertionError(f"missing rungs by step: {dict(missing)}") from None
     # Let three more sweeps pass: nothing new may appear.
     settle_until = time.monotonic() + 3 * SWEEP_S + 1
     wait_until(lambda: time.monotonic() > settle_until, timeout=30, interval=0.5, what="three more sweeps")
