@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -44,8 +45,9 @@ class FeedbackCore:
     table: faust.Table = field(init=False)
     loop: RecordLoop = field(init=False)
     pending: dict[str, asyncio.Future[SignalRecord | Refusal]] = field(default_factory=dict)
-    # Signals a sweep asked to check and the agent has not checked yet (not asked again meanwhile).
-    checks_in_flight: set[str] = field(default_factory=set)
+    # Signals a sweep asked to check (monotonic time of the ask) and the agent has not checked yet; not asked
+    # again for three sweep intervals, so a lost answer cannot hold a signal back for long.
+    checks_in_flight: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.calendar = calendar_for(self.municipality)
@@ -136,7 +138,7 @@ class FeedbackCore:
 
     async def _on_sla_check(self, request: SlaCheckRequested) -> None:
         """Publish every warning, breach and escalation step due now that was not published before."""
-        self.checks_in_flight.discard(request.signal_id)
+        self.checks_in_flight.pop(request.signal_id, None)
         record = self.get(request.signal_id)
         if record is None:
             return
@@ -167,18 +169,23 @@ class FeedbackCore:
             return
         now = utcnow()
         asked = 0
+        patience = 3 * self.sweep_interval_s
         for raw in list(self.table.values()):
             if not raw:
                 continue
             record = SignalRecord.model_validate_json(raw)
-            if record.signal_id in self.checks_in_flight or not due_emissions(record, now=now):
+            since = self.checks_in_flight.get(record.signal_id)
+            if since is not None and time.monotonic() - since < patience:
+                continue
+            if not due_emissions(record, now=now):
                 continue
             request = SlaCheckRequested(signal_id=record.signal_id, attempt=record.attempt, requested_at=now)
             event = make_event(request, source="schakel/feedback", subject=record.signal_id)
+            # Marked before the send: the agent may handle the check while this coroutine awaits the ack.
+            self.checks_in_flight[record.signal_id] = time.monotonic()
             await send_and_wait(self.app, topic=LIFECYCLE_REQUESTS.name, key=record.signal_id.encode(),
                                 value=encode_event(event))
             self.metrics.hop.produced.labels(topic=LIFECYCLE_REQUESTS.name).inc()
-            self.checks_in_flight.add(record.signal_id)
             asked += 1
         if asked:
             log.info("sla_sweep_requested_checks", signals=asked)

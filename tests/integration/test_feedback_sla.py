@@ -136,6 +136,8 @@ def test_signals_left_alone_get_warning_breach_and_each_escalation_once_even_acr
     assert len(by_id) == len(expected)
     assert raw_duplicates == 0, f"{raw_duplicates} records published twice (same id)"
     assert all(r["data"]["signal_id"] != in_time for r in records)
+    # Each within a sweep interval (+ processing) of falling due, plus the time feedback was down.
+    assert max(late) <= restart_s + 2 * SWEEP_S + 10, f"max lateness {max(late):.1f} s"
     # In order per signal: warning, handler, team lead, coordinator.
     for sid, _ in left_alone:
         mine = sorted((r for r in records if r["data"]["signal_id"] == sid), key=lambda r: r["time"])
