@@ -11,6 +11,12 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 # Business durations (time to acknowledge, to feedback, to close): minutes to months.
 DAY = 86400.0
 LIFECYCLE_BUCKETS = (60.0, 600.0, 3600.0, 4 * 3600.0, DAY, 2 * DAY, 5 * DAY, 10 * DAY, 20 * DAY, 40 * DAY, 90 * DAY)
+# Every code shared.kafka.RecordLoop dead-letters with (shared.events.decode_event and decode_as, plus
+# "unprocessable_record"); pass as HopMetrics(dead_letter_reasons=...) so the series exist before the first one.
+RECORD_DEAD_LETTER_REASONS = (
+    "empty_record", "bad_json", "bad_envelope", "unknown_event_type", "schema_violation", "unexpected_event_type",
+    "unprocessable_record",
+)
 
 
 def precreate(metric: Any, label_sets: Iterable[Mapping[str, str]]) -> None:
@@ -31,7 +37,8 @@ class HopMetrics:
     """Records in and out, processing time, lag, dead letters and readiness of one service."""
 
     def __init__(
-        self, service: str, *, registry: CollectorRegistry, consumes: Sequence[str], produces: Sequence[str]
+        self, service: str, *, registry: CollectorRegistry, consumes: Sequence[str], produces: Sequence[str],
+        dead_letter_reasons: Sequence[str] = (),
     ) -> None:
         self.service = service
         self.consumed = Counter(
@@ -58,6 +65,7 @@ class HopMetrics:
         precreate(self.consumed, combos(topic=consumes))
         precreate(self.duration, combos(topic=consumes))
         precreate(self.produced, combos(topic=produces))
+        precreate(self.dead_letters, combos(topic=consumes, reason=dead_letter_reasons))
 
 
 def metrics_asgi_app(registry: CollectorRegistry) -> Any:
