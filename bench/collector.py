@@ -92,6 +92,8 @@ class Hop:
     records: int = 0
     first_at: dict[str, float] = field(default_factory=dict)  # key → time of its first output (s, epoch)
     times: list[float] = field(default_factory=list)  # every output's time (s, epoch)
+    per_key: dict[str, int] = field(default_factory=dict)  # key → records as read
+    owner: dict[str, str] = field(default_factory=dict)  # Message-ID → signal id (e-mail hops)
 
     def row(self) -> dict[str, Any]:
         return {"hop": self.name, "expected": self.expected, "out": self.seen, "lost": self.lost,
@@ -113,6 +115,7 @@ def count(name: str, expected: Iterable[str], items: Iterable[tuple[str, str, fl
         hop.times.append(at)
         hop.first_at[key] = min(at, hop.first_at.get(key, at))
     hop.seen = len(raw)
+    hop.per_key = dict(raw)
     hop.lost = len(wanted - set(raw))
     hop.dup_raw = sum(n - 1 for n in raw.values())
     hop.dup_dedup = sum(len(s) - 1 for s in ids.values())
@@ -175,6 +178,7 @@ def collect(bootstrap: str, sink: SmtpSink, *, run: str, signal_ids: dict[int, s
         "sent": count("notifications.sent", mails, ((e["data"]["message_id"], e["id"], t) for e, t in sent)),
         "email": count("e-mail (sink)", mails, sink_mails(sink, arrival)),
     }
+    hops["sent"].owner = hops["email"].owner = mails
     dead = {topic: len(read_all(bootstrap, topic, timeout_s=10)) for topic in DLQ_TOPICS}
     return Collected(hops, dead)
 

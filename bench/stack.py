@@ -41,6 +41,48 @@ class Bench:
     system: System
     arrival: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # The supervisor's part: a service that exits without being told to is noted and started again.
+    deliberately_down: set[str] = field(default_factory=set)
+    crashes: list[dict[str, str]] = field(default_factory=list)
+    _watching: bool = False
+
+    def watch(self) -> None:
+        """Start the watchdog thread (after the services are up)."""
+        self._watching = True
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self) -> None:
+        while self._watching:
+            for name, service in list(self.system.services.items()):
+                if name in self.deliberately_down or service.proc is None or service.alive():
+                    continue
+                with self._lock:
+                    if name in self.deliberately_down or service.alive():
+                        continue
+                    lines = [ln for ln in service.tail(400).splitlines() if '"critical"' in ln or '"error"' in ln]
+                    self.crashes.append({"service": name, "at": time.strftime("%H:%M:%S"),
+                                         "exit": str(service.proc.returncode),
+                                         "log": (lines[-1] if lines else service.tail(3))[:1500]})
+                    service.start()
+            time.sleep(0.5)
+
+    def stop_watching(self) -> None:
+        self._watching = False
+
+    def take_down(self, name: str, *, kill: bool = True) -> None:
+        """Stop a service on purpose (kill -9 or SIGTERM); the watchdog leaves it down."""
+        with self._lock:
+            self.deliberately_down.add(name)
+        service = self.system.services[name]
+        service.kill() if kill else service.stop()
+
+    def bring_up(self, name: str) -> None:
+        """Start a service that was taken down and wait until it is ready."""
+        service = self.system.services[name]
+        service.start()
+        with self._lock:
+            self.deliberately_down.discard(name)
+        service.wait_ready(timeout=120)
 
     def hook(self, mail: ReceivedMail) -> None:
         """Sink hook: note when each Message-ID arrived."""
@@ -65,8 +107,10 @@ def bench_system(*, services: tuple[str, ...] = ("intake", "routing", "feedback"
     system.sink.on_accept = bench.hook
     try:
         system.start(services)
+        bench.watch()
         yield bench
     finally:
+        bench.stop_watching()
         for service in system.services.values():
             with contextlib.suppress(Exception):
                 service.stop(timeout=15)
