@@ -12,6 +12,7 @@ A crash between the server's acceptance and the sent-log write resends the mail 
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,6 +40,7 @@ log = structlog.get_logger(__name__)
 # Transient failures are retried for as long as they last (never given up silently); the queue-age gauge
 # and its alert show an outage. Anything that is neither transient nor permanent crashes the worker.
 UNLIMITED_ATTEMPTS = 1_000_000_000
+_ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>]+>?")
 
 
 @dataclass
@@ -167,7 +169,7 @@ class NotifyCore:
         ]
         value = json.dumps({"source_event_id": source_event_id, "template": kind, "role": role,
                             "message_id": message_id, "smtp_code": exc.code,
-                            "reason": f"smtp {exc.code}: permanent failure"}).encode()
+                            "reason": f"smtp {exc.code}: {_ADDRESS.sub('<address>', exc.reason)[:200]}"}).encode()
         await send_and_wait(self.app, topic=NOTIFICATIONS_DLQ.name, key=signal_id.encode(), value=value,
                             headers=headers)
         self.metrics.emails.labels(template=kind, outcome="permanent_failure").inc()
