@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
+    # notify: CA bundle (PEM) to verify the SMTP server's certificate with; the system's store when unset.
+    smtp_ca_file: Path | None = None
     mail_from: str = "Schakel <noreply@schakel.example>"
     # notify: transient SMTP failures retry after base·2^(n-1) s, capped, jittered to 85–100 % (ADR 0008).
     notify_retry_base_s: float = Field(default=2.0, gt=0)
