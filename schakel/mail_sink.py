@@ -9,6 +9,7 @@ import itertools
 import os
 import signal
 import socket
+import ssl
 import tempfile
 import threading
 import time
@@ -108,12 +109,14 @@ class SmtpSink:
         mode: SinkMode = "accept",
         directory: Path | None = None,
         credentials: tuple[str, str] | None = None,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
         self.port = port if port is not None else free_port(host)
         self.mode: SinkMode = mode
         self.directory = directory
         self.credentials = credentials
+        self.tls_context = tls_context
         self.connections = 0
         self.attempts = 0
         # Called (on the server's thread) with each stored message before the reply is sent.
@@ -144,6 +147,8 @@ class SmtpSink:
         if self.credentials is not None:
             extra = {"authenticator": self._authenticate, "auth_required": True,
                      "auth_require_tls": False}
+        if self.tls_context is not None:
+            extra.update(tls_context=self.tls_context, require_starttls=True)
         controller = Controller(self._handler, hostname=self.host, port=self.port, **extra)
         controller.start()
         self._controller = controller

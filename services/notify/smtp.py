@@ -43,6 +43,7 @@ class SmtpSettings:
     username: str | None = None
     password: str | None = None
     starttls: bool = False
+    ca_file: str | None = None
     timeout: float = 30.0
 
     @classmethod
@@ -56,6 +57,7 @@ class SmtpSettings:
             username=settings.smtp_username,
             password=password.get_secret_value() if password is not None else None,
             starttls=settings.smtp_starttls,
+            ca_file=str(settings.smtp_ca_file) if getattr(settings, "smtp_ca_file", None) else None,
         )
 
 
@@ -101,6 +103,7 @@ class SmtpSender:
             username=s.username or None,
             password=s.password if s.username else None,
             start_tls=s.starttls,
+            cert_bundle=s.ca_file,
             timeout=s.timeout,
         )
 

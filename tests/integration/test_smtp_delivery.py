@@ -180,3 +180,53 @@ def test_backoff_grows_exponentially_is_capped_and_jittered() -> None:
     assert 0.25 <= delays[0] <= 0.5
     assert 2.0 <= delays[3] <= 4.0
     assert all(15.0 <= d <= 30.0 for d in delays[7:])
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (openssl), as (cert, key)."""
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+async def test_starttls_is_used_when_configured_and_the_certificate_is_verified(
+        certificate: tuple[Path, Path]) -> None:
+    import ssl
+
+    cert, key = certificate
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    with SmtpSink(tls_context=context) as sink:
+        secure = sender_for(sink, starttls=True, ca_file=str(cert))
+        await secure.send(message(1))
+        await secure.send(message(2))
+        await secure.close()
+        assert len(sink.messages) == 2 and secure.connections_opened == 1
+        plain = sender_for(sink)
+        with pytest.raises(PermanentSmtpError) as refused:  # the server insists on STARTTLS
+            await plain.send(message(3))
+        await plain.close()
+        assert refused.value.code == 530
+        unverified = sender_for(sink, starttls=True)  # the system store does not trust this certificate
+        with pytest.raises(TransientSmtpError, match="SSL|certificate"):
+            await unverified.send(message(4))
+        await unverified.close()
+    assert len(sink.messages) == 2
+
+
+def test_five_minutes_of_outage_need_at_most_twelve_attempts_and_a_short_drain() -> None:
+    from services.notify.smtp import worst_case_schedule
+    from shared.settings import Settings
+
+    settings = Settings()
+    attempts, longest_wait = worst_case_schedule(300, base_delay=settings.notify_retry_base_s,
+                                                 max_delay=settings.notify_retry_max_s)
+    assert attempts <= 12
+    assert longest_wait <= 50  # after recovery the waiting mail is tried again within this, then the rest flow
+    for _ in range(200):  # the jitter never goes below 85 % of the capped delay
+        assert 0.85 * 50 <= backoff_delay(20, base_delay=2.0, max_delay=50.0) <= 50
