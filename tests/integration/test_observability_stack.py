@@ -403,7 +403,7 @@ def series_keys(observed: Observed, *, at: float | None = None) -> set[tuple[tup
     "<svc>_dead_letters_total of routing, feedback and notify (pass "
     "dead_letter_reasons=shared.metrics.RECORD_DEAD_LETTER_REASONS to HopMetrics in services/*/metrics.py); "
     "routing consumed/duration for signals.assigned and schakel-routing-by-family (services/routing/metrics.py "
-    "consumes=); notify consumed/produced for notifications.digest (services/notify/metrics.py)"))
+    "consumes=)"))
 def test_every_series_with_data_existed_before_the_first_event(observed: Observed) -> None:
     new = series_keys(observed) - series_keys(observed, at=observed.before_batch)
     names = sorted(str(dict(key)) for key in new)
