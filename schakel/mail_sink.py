@@ -6,6 +6,7 @@ import argparse
 import email
 import email.policy
 import itertools
+import logging
 import os
 import signal
 import socket
@@ -21,6 +22,9 @@ from typing import Any, Literal
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+
+# aiosmtpd logs every connection at INFO from its own thread, which outlives test output capture; keep warnings.
+logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 SinkMode = Literal["accept", "reject_550", "defer_451"]
 REPLIES: dict[str, str] = {
