@@ -22,19 +22,26 @@ from typing import Any
 import faust
 import structlog
 
-from shared.events import (
-    CloudEvent, Contract, DigestDue, DigestItemQueued, NotificationSent, SignalAssigned, deterministic_id, make_event,
-    utcnow,
-)
-from shared.kafka import RecordLoop, publish, send_and_wait
-from shared.municipality import Municipality
-from shared.topics import NOTIFICATIONS_DIGEST, NOTIFICATIONS_DLQ, NOTIFICATIONS_SENT
 from services.notify.digest import DigestSchedule, PendingEntry, PendingItem, recipient_key
 from services.notify.handlers import digest_context, mail_context, signal_id_of
 from services.notify.metrics import CONSUMED, NotifyMetrics
 from services.notify.recipients import PlannedMail, plan
 from services.notify.rendering import build_message, message_id_for, render, thread_id_for
 from services.notify.smtp import PermanentSmtpError, SmtpSender, TransientSmtpError
+from shared.events import (
+    CloudEvent,
+    Contract,
+    DigestDue,
+    DigestItemQueued,
+    NotificationSent,
+    SignalAssigned,
+    deterministic_id,
+    make_event,
+    utcnow,
+)
+from shared.kafka import RecordLoop, publish, send_and_wait
+from shared.municipality import Municipality
+from shared.topics import NOTIFICATIONS_DIGEST, NOTIFICATIONS_DLQ, NOTIFICATIONS_SENT
 
 log = structlog.get_logger(__name__)
 # Transient failures are retried for as long as they last (never given up silently); the queue-age gauge

@@ -7,15 +7,15 @@ from email.utils import parseaddr
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from services.notify.agents import NotifyCore
+from services.notify.digest import DigestSchedule
+from services.notify.metrics import NotifyMetrics
+from services.notify.smtp import SmtpSender, SmtpSettings
 from shared.kafka import create_faust_app
 from shared.logging import configure_logging
 from shared.municipality import Municipality, load_municipality
 from shared.settings import Settings
 from shared.stream_service import stream_service_api
-from services.notify.agents import NotifyCore
-from services.notify.digest import DigestSchedule
-from services.notify.metrics import NotifyMetrics
-from services.notify.smtp import SmtpSender, SmtpSettings
 
 GAUGE_INTERVAL_S = 5.0
 

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-from shared.events import (
-    Contract, Route, SignalAssigned, SignalLifecycleChanged, SignalsMatched, SlaBreached, SlaWarned, Urgency,
-)
-from shared.municipality import Municipality
 from services.notify.digest import PendingItem
 from services.notify.recipients import PlannedMail
 from services.notify.rendering import Deadline, DigestItem, MailContext
+from shared.events import (
+    Contract,
+    Route,
+    SignalAssigned,
+    SignalLifecycleChanged,
+    SignalsMatched,
+    SlaBreached,
+    SlaWarned,
+    Urgency,
+)
+from shared.municipality import Municipality
 
 STEP_NUMBERS = {"handler": 1, "team_lead": 2, "coordinator": 3}
 
 
 def signal_id_of(event: Contract) -> str:
     """The signal an event is about."""
-    return str(getattr(event, "signal_id"))
+    return str(event.signal_id)
 
 
 def signal_url(base_url: str, signal_id: str) -> str:

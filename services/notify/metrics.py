@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from services.notify.rendering import KINDS
 from shared.metrics import LATENCY_BUCKETS, HopMetrics, combos, precreate
 from shared.topics import (
-    NOTIFICATIONS_DIGEST, NOTIFICATIONS_DLQ, NOTIFICATIONS_SENT, SIGNALS_ASSIGNED, SIGNALS_LIFECYCLE, SIGNALS_MATCHED, SLA_BREACHED,
+    NOTIFICATIONS_DIGEST,
+    NOTIFICATIONS_DLQ,
+    NOTIFICATIONS_SENT,
+    SIGNALS_ASSIGNED,
+    SIGNALS_LIFECYCLE,
+    SIGNALS_MATCHED,
+    SLA_BREACHED,
     SLA_WARNING,
 )
-from services.notify.rendering import KINDS
 
 CONSUMED = (SIGNALS_ASSIGNED.name, SIGNALS_LIFECYCLE.name, SIGNALS_MATCHED.name, SLA_WARNING.name,
             SLA_BREACHED.name)

@@ -10,7 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.events import (
-    Contract, LifecycleChange, Route, SignalAssigned, SignalLifecycleChanged, SignalsMatched, SlaBreached, SlaWarned,
+    Contract,
+    LifecycleChange,
+    Route,
+    SignalAssigned,
+    SignalLifecycleChanged,
+    SignalsMatched,
+    SlaBreached,
+    SlaWarned,
     Urgency,
 )
 from shared.municipality import Body, Municipality

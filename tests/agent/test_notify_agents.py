@@ -10,18 +10,29 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from shared.events import (
-    CloudEvent, Contact, Contract, DigestDue, DigestItemQueued, NotificationSent, Route, SignalAssigned, Urgency,
-    decode_event, deterministic_id, encode_event, make_event,
-)
-from shared.kafka import create_faust_app
-from shared.municipality import load_municipality
-from shared.settings import REPO_ROOT, Settings
 from services.notify import agents as notify_agents
 from services.notify.agents import NotifyCore
 from services.notify.digest import DigestSchedule
 from services.notify.metrics import NotifyMetrics
 from services.notify.smtp import PermanentSmtpError, TransientSmtpError
+from shared.events import (
+    CloudEvent,
+    Contact,
+    Contract,
+    DigestDue,
+    DigestItemQueued,
+    NotificationSent,
+    Route,
+    SignalAssigned,
+    Urgency,
+    decode_event,
+    deterministic_id,
+    encode_event,
+    make_event,
+)
+from shared.kafka import create_faust_app
+from shared.municipality import load_municipality
+from shared.settings import REPO_ROOT, Settings
 
 EXAMPLE = REPO_ROOT / "examples" / "gemeente-voorbeeld.yaml"
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

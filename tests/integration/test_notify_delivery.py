@@ -22,11 +22,29 @@ from kafka import KafkaProducer
 from schakel.kafka_broker import Broker
 from schakel.mail_sink import ReceivedMail
 from shared.events import (
-    Clock, Contact, Contract, LifecycleChange, Route, SignalAssigned, SignalLifecycleChanged, SignalsMatched,
-    SlaBreached, SlaWarned, Urgency, decode_event, deterministic_id, encode_event, make_event,
+    Clock,
+    Contact,
+    Contract,
+    LifecycleChange,
+    Route,
+    SignalAssigned,
+    SignalLifecycleChanged,
+    SignalsMatched,
+    SlaBreached,
+    SlaWarned,
+    Urgency,
+    decode_event,
+    deterministic_id,
+    encode_event,
+    make_event,
 )
 from shared.topics import (
-    NOTIFICATIONS_DLQ, NOTIFICATIONS_SENT, SIGNALS_ASSIGNED, SIGNALS_LIFECYCLE, SIGNALS_MATCHED, SLA_BREACHED,
+    NOTIFICATIONS_DLQ,
+    NOTIFICATIONS_SENT,
+    SIGNALS_ASSIGNED,
+    SIGNALS_LIFECYCLE,
+    SIGNALS_MATCHED,
+    SLA_BREACHED,
     SLA_WARNING,
 )
 from tests.harness import System, read_topic, wait_until
@@ -55,7 +73,7 @@ class Publisher:
         self.producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
 
     def __call__(self, data: Contract, *, event_id: str | None = None) -> str:
-        sid = str(getattr(data, "signal_id"))
+        sid = str(data.signal_id)
         event = make_event(data, source="test", subject=sid, event_id=event_id or deterministic_id(
             "notify-it", type(data).__name__, sid, str(getattr(data, "change", "")), str(getattr(data, "step", ""))))
         self.producer.send(TOPIC_OF[type(data)], key=sid.encode(), value=encode_event(event)).get(timeout=30)
@@ -73,22 +91,22 @@ def publish(fresh_kafka: Broker) -> Iterator[Publisher]:
 
 
 def assigned(n: int, **overrides: Any) -> SignalAssigned:
-    fields: dict[str, Any] = dict(
-        signal_id=f"sig-{n}", reference=f"SK-2026-{n:06d}", category="KLAS", urgency=Urgency.U2, route=Route.ZAT,
-        body_id="zat-12ab", body_name="ZAT OBS De Linde", rule_id="zat", rule_description="zat",
-        partner_id="obs-de-linde", partner_kind="school", school_brin="12AB",
-        reporter=Contact(name="Leerkracht", email=f"melder{n}@delinde.example"), received_at=T0, assigned_at=T0,
-    )
+    fields: dict[str, Any] = {
+        "signal_id": f"sig-{n}", "reference": f"SK-2026-{n:06d}", "category": "KLAS", "urgency": Urgency.U2, "route": Route.ZAT,
+        "body_id": "zat-12ab", "body_name": "ZAT OBS De Linde", "rule_id": "zat", "rule_description": "zat",
+        "partner_id": "obs-de-linde", "partner_kind": "school", "school_brin": "12AB",
+        "reporter": Contact(name="Leerkracht", email=f"melder{n}@delinde.example"), "received_at": T0, "assigned_at": T0,
+    }
     return SignalAssigned(**{**fields, **overrides})
 
 
 def lifecycle(n: int, change: LifecycleChange, **overrides: Any) -> SignalLifecycleChanged:
-    fields: dict[str, Any] = dict(
-        signal_id=f"sig-{n}", reference=f"SK-2026-{n:06d}", change=change, status=str(change),
-        actor_partner_id="obs-de-linde", route=Route.ZAT, body_id="zat-12ab", body_name="ZAT OBS De Linde",
-        urgency=Urgency.U2, outcome="hulp_ingezet" if change is LifecycleChange.CLOSED else None,
-        reporter=Contact(name="Leerkracht", email=f"melder{n}@delinde.example"), reporter_partner_id="obs-de-linde",
-        at=T0)
+    fields: dict[str, Any] = {
+        "signal_id": f"sig-{n}", "reference": f"SK-2026-{n:06d}", "change": change, "status": str(change),
+        "actor_partner_id": "obs-de-linde", "route": Route.ZAT, "body_id": "zat-12ab", "body_name": "ZAT OBS De Linde",
+        "urgency": Urgency.U2, "outcome": "hulp_ingezet" if change is LifecycleChange.CLOSED else None,
+        "reporter": Contact(name="Leerkracht", email=f"melder{n}@delinde.example"), "reporter_partner_id": "obs-de-linde",
+        "at": T0}
     return SignalLifecycleChanged(**{**fields, **overrides})
 
 
@@ -158,7 +176,7 @@ def test_every_event_kind_mails_the_right_people_and_nobody_else(system: System,
     expected: Counter[tuple[str, str, str]] = Counter()
     for data, recipients in plan:
         publish(data)
-        expected.update((address, kind, str(getattr(data, "reference"))) for address, kind in recipients)
+        expected.update((address, kind, str(data.reference)) for address, kind in recipients)
     total = sum(expected.values())
     wait_until(lambda: len(system.sink.messages) >= total, timeout=60, what=f"{total} mails")
     wait_until(lambda: len(sent_records(system)) >= total, timeout=30, what="notifications.sent")

@@ -21,7 +21,7 @@ from tests.integration.test_notify_delivery import FAST_RETRY, Publisher, assign
 
 PERIOD_S = 12.0
 IB = "ib@hetanker.example"
-ANKER = dict(school_brin="34CD", partner_id="cbs-het-anker", body_id="zat-34cd", body_name="ZAT CBS Het Anker")
+ANKER = {"school_brin": "34CD", "partner_id": "cbs-het-anker", "body_id": "zat-34cd", "body_name": "ZAT CBS Het Anker"}
 
 
 @pytest.fixture

@@ -6,13 +6,21 @@ from datetime import UTC, datetime
 
 import pytest
 
+from services.notify.recipients import Recipient, plan, prefers_digest
 from shared.events import (
-    Clock, Contact, LifecycleChange, Route, SignalAssigned, SignalLifecycleChanged, SignalsMatched, SlaBreached,
-    SlaWarned, Urgency,
+    Clock,
+    Contact,
+    LifecycleChange,
+    Route,
+    SignalAssigned,
+    SignalLifecycleChanged,
+    SignalsMatched,
+    SlaBreached,
+    SlaWarned,
+    Urgency,
 )
 from shared.municipality import load_municipality
 from shared.settings import REPO_ROOT
-from services.notify.recipients import Recipient, plan, prefers_digest
 
 M = load_municipality(REPO_ROOT / "examples" / "gemeente-voorbeeld.yaml")
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -21,12 +29,12 @@ JVC = "jvc@lindendam.example"
 
 
 def assigned(**overrides: object) -> SignalAssigned:
-    fields: dict[str, object] = dict(
-        signal_id="s1", reference="SK-2026-000001", category="KLAS", urgency=Urgency.U2, route=Route.ZAT,
-        body_id="zat-12ab", body_name="ZAT OBS De Linde", rule_id="zat", rule_description="zat",
-        partner_id="obs-de-linde", partner_kind="school", school_brin="12AB",
-        reporter=Contact(name="Leerkracht", email=REPORTER), received_at=T0, assigned_at=T0,
-    )
+    fields: dict[str, object] = {
+        "signal_id": "s1", "reference": "SK-2026-000001", "category": "KLAS", "urgency": Urgency.U2, "route": Route.ZAT,
+        "body_id": "zat-12ab", "body_name": "ZAT OBS De Linde", "rule_id": "zat", "rule_description": "zat",
+        "partner_id": "obs-de-linde", "partner_kind": "school", "school_brin": "12AB",
+        "reporter": Contact(name="Leerkracht", email=REPORTER), "received_at": T0, "assigned_at": T0,
+    }
     return SignalAssigned(**{**fields, **overrides})  # type: ignore[arg-type]
 
 
@@ -119,9 +127,9 @@ def test_other_lifecycle_changes_of_a_zat_signal_mail_nobody(change: LifecycleCh
 
 
 def sla(model: type, **extra: object) -> object:
-    fields: dict[str, object] = dict(
-        signal_id="s1", reference="SK-2026-000001", clock=Clock.ACKNOWLEDGE, due_at=T0, route=Route.ZAT,
-        body_id="zat-12ab", body_name="ZAT", urgency=Urgency.U2, reporter_partner_id="obs-de-linde", at=T0)
+    fields: dict[str, object] = {
+        "signal_id": "s1", "reference": "SK-2026-000001", "clock": Clock.ACKNOWLEDGE, "due_at": T0, "route": Route.ZAT,
+        "body_id": "zat-12ab", "body_name": "ZAT", "urgency": Urgency.U2, "reporter_partner_id": "obs-de-linde", "at": T0}
     return model(**{**fields, **extra})
 
 
@@ -152,7 +160,7 @@ def test_one_address_gets_one_mail_per_event() -> None:
 
 
 def test_a_digest_partner_gets_u2_and_u3_assignments_as_digest_and_the_rest_at_once() -> None:
-    base = dict(school_brin="34CD", partner_id="cbs-het-anker", body_id="zat-34cd", body_name="ZAT Het Anker")
+    base = {"school_brin": "34CD", "partner_id": "cbs-het-anker", "body_id": "zat-34cd", "body_name": "ZAT Het Anker"}
     for urgency, digest in ((Urgency.U3, True), (Urgency.U2, True), (Urgency.U1, False), (Urgency.U0, False)):
         planned = {m.recipient.email: m for m in plan(assigned(**base, urgency=urgency), M)}
         assert planned["ib@hetanker.example"].digest is digest, urgency
