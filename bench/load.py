@@ -60,6 +60,7 @@ class Submitter:
         self.run = run
         self.clients = clients
         self.retry_budget_s = retry_budget_s
+        self.give_up_at: float | None = None  # monotonic: after this, no request is retried (a run must end)
         self.result = Submitted()
         self.sent = 0  # sequence numbers handed out so far (progress)
         self._local = threading.local()
@@ -74,6 +75,8 @@ class Submitter:
     def submit_one(self, seq: int) -> None:
         """Send one signal until intake answers 202 (or the retry budget is spent)."""
         deadline = time.monotonic() + self.retry_budget_s
+        if self.give_up_at is not None:
+            deadline = min(deadline, self.give_up_at)
         delay = 0.2
         while True:
             try:
