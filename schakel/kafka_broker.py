@@ -106,7 +106,11 @@ class Broker:
             # KRaft wants a base64 UUID of 22 characters.
             import base64
 
-            path.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+            # A leading '-' would be read by StorageTool as an option; draw again.
+            cluster_id = "-"
+            while cluster_id.startswith("-"):
+                cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            path.write_text(cluster_id)
         return path.read_text().strip()
 
     def pid(self) -> int | None:

@@ -96,7 +96,7 @@ class RecordLoop:
         self.service = service
         self.metrics = metrics
         self.dlq_topic = dlq_topic
-        self.processed: dict[tuple[str, int], int] = {}
+        self.processed = metrics.processed
 
     async def run(self, stream: Any, handler: Handler) -> None:
         """Consume until the stream ends; never lets a bad record stop or skip silently."""
@@ -134,17 +134,70 @@ class RecordLoop:
                     offset=message.offset, code=code)
 
     def update_lag(self) -> None:
-        """Set the lag gauge from the consumer's high-water marks and what was processed."""
-        consumer = getattr(self.app, "_consumer", None)
-        if consumer is None:
-            return
-        for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
-            if highwater is None:
-                continue
-            done = self.processed.get((tp.topic, tp.partition))
-            lag = highwater - (done + 1) if done is not None else highwater
-            self.metrics.lag.labels(topic=tp.topic, partition=str(tp.partition)).set(max(lag, 0))
+        """Set the lag gauge of the service's consumed topics: high-water mark minus the next offset to read.
+
+        The next offset is the one after the last processed record, or else the group's committed offset
+        (after a restart nothing was processed yet, but the committed offset says where reading resumes).
+        """
+        update_lag(self.app, self.metrics)
+
+
+def update_lag(app: faust.App, metrics: HopMetrics) -> None:
+    """Lag per partition of every topic the service consumes (not faust's changelogs)."""
+    consumer = getattr(app, "_consumer", None)
+    if consumer is None:
+        return
+    committed = getattr(consumer, "_committed_offset", {})
+    for tp in consumer.assignment():
+        if tp.topic not in metrics.consumes:
+            continue
+        highwater = consumer.highwater(tp)
+        if highwater is None:
+            continue
+        done = metrics.processed.get((tp.topic, tp.partition))
+        next_offset = done + 1 if done is not None else committed.get(tp)
+        if next_offset is None:
+            continue
+        metrics.lag.labels(topic=tp.topic, partition=str(tp.partition)).set(max(highwater - next_offset, 0))
+
+
+def faust_internal_topics(app: faust.App) -> list[tuple[str, int, dict[str, str]]]:
+    """faust's own topics (table changelogs, internal repartition topics): name, partitions, config."""
+    default = app.conf.topic_partitions
+    topics = [
+        (f"{app.conf.id}-{table.name}-changelog", table.partitions or default, {"cleanup.policy": "compact"})
+        for table in app.tables.values()
+    ]
+    for agent in app.agents.values():
+        channel = agent.channel
+        if getattr(channel, "internal", False):
+            for name in channel.topics:
+                topics.append((name, channel.partitions or default, {}))
+    return topics
+
+
+def ensure_faust_topics(app: faust.App, bootstrap: str) -> list[str]:
+    """Create faust's topics before faust starts, so their metadata is complete from the first fetch.
+
+    Without this faust creates a changelog topic while starting and its consumer may still see it with
+    0 partitions at the first table write, which raises PartitionsMismatch and stops the worker.
+    """
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=f"{app.conf.id}-bootstrap")
+    try:
+        existing = set(admin.list_topics())
+        missing = [t for t in faust_internal_topics(app) if t[0] not in existing]
+        for name, partitions, config in missing:
+            try:
+                admin.create_topics([NewTopic(name, partitions, 1, topic_configs=config)])
+            except TopicAlreadyExistsError:
+                pass
+        return [name for name, _, _ in missing]
+    finally:
+        admin.close()
 
 
 def faust_ready(app: faust.App) -> bool:

@@ -41,6 +41,9 @@ class HopMetrics:
         dead_letter_reasons: Sequence[str] = (),
     ) -> None:
         self.service = service
+        self.consumes = frozenset(consumes)
+        # Last processed offset per (topic, partition), shared by every record loop of the service.
+        self.processed: dict[tuple[str, int], int] = {}
         self.consumed = Counter(
             f"{service}_records_consumed_total", "Records read from Kafka.", ["topic"], registry=registry
         )

@@ -2,15 +2,51 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import faust
+import structlog
 from fastapi import FastAPI
-from faust.contrib.asgi import faust_lifespan
+from faust.contrib.asgi import faust_app_running
 from prometheus_client import CollectorRegistry
 
 from shared.http import add_operational_routes
-from shared.kafka import RecordLoop, faust_ready
+from shared.kafka import RecordLoop, ensure_faust_topics, faust_ready
 
+log = structlog.get_logger(__name__)
 LAG_INTERVAL_S = 5.0
+STOP_TIMEOUT_S = 30.0
+
+
+async def _wait_and_create_topics(faust_app: faust.App) -> None:
+    """Create faust's topics up front, waiting (without crashing) while the broker is away."""
+    bootstrap = ",".join(f"{url.host}:{url.port}" for url in faust_app.conf.broker)
+    delay = 0.5
+    while True:
+        try:
+            created = await asyncio.to_thread(ensure_faust_topics, faust_app, bootstrap)
+        except Exception as exc:  # noqa: BLE001 - broker not reachable yet: wait and try again
+            log.warning("kafka_not_reachable", error=type(exc).__name__, retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+        else:
+            if created:
+                log.info("faust_topics_created", topics=created)
+            return
+
+
+def faust_lifespan_with_topics(faust_app: faust.App):  # type: ignore[no-untyped-def]
+    """FastAPI lifespan: create faust's topics, then run the faust app on the server's loop."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await _wait_and_create_topics(faust_app)
+        async with faust_app_running(faust_app, stop_timeout=STOP_TIMEOUT_S):
+            yield
+
+    return lifespan
 
 
 def stream_service_api(
@@ -23,7 +59,7 @@ def stream_service_api(
         for loop in loops:
             loop.update_lag()
 
-    api = FastAPI(title=title, version="1", lifespan=faust_lifespan(faust_app, stop_timeout=30.0))
+    api = FastAPI(title=title, version="1", lifespan=faust_lifespan_with_topics(faust_app))
 
     def ready() -> bool:
         is_ready = faust_ready(faust_app)

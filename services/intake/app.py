@@ -32,7 +32,7 @@ def create_app(
     registry = CollectorRegistry()
     metrics = IntakeMetrics(registry)
     publisher = publisher or Publisher(settings)
-    store = IdempotencyStore(settings, publisher)
+    store = IdempotencyStore(settings, publisher, hop=metrics.hop)
     intake = Intake(settings=settings, municipality=municipality or load_municipality(settings.config),
                     publisher=publisher, store=store, metrics=metrics)
     inbound = InboundConsumer(intake) if consume_inbound else None

@@ -12,6 +12,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from shared.metrics import HopMetrics
 from shared.settings import Settings
 from shared.topics import INTAKE_IDEMPOTENCY
 from services.intake.ledger import Claim, Done, Ledger, claim_record, done_record, release_record
@@ -23,7 +24,9 @@ log = structlog.get_logger(__name__)
 class IdempotencyStore:
     """Tails intake.idempotency into a Ledger; writes claims, releases and answers through the publisher."""
 
-    def __init__(self, settings: Settings, publisher: Publisher, *, topic: str = INTAKE_IDEMPOTENCY.name) -> None:
+    def __init__(self, settings: Settings, publisher: Publisher, *, topic: str = INTAKE_IDEMPOTENCY.name,
+                 hop: HopMetrics | None = None) -> None:
+        self.hop = hop
         self.settings = settings
         self.publisher = publisher
         self.topic = topic
@@ -83,6 +86,7 @@ class IdempotencyStore:
             for record in batch.get(tp, []):
                 self.ledger.apply(record.key, record.value)
                 applied += 1
+                self._count("consumed")
             self.position = await consumer.position(tp)
             if not self.recovered and self.position >= end:
                 await self._mark_recovered(started, applied)
@@ -122,6 +126,7 @@ class IdempotencyStore:
         key, value = claim_record(slot, claim_id=claim_id, fingerprint=fingerprint, at=time.time(),
                                   lease_s=self.lease_s)
         metadata = await self.publisher.publish(topic=self.topic, key=key, value=value)
+        self._count("produced")
         caught_up = await self.wait_for(lambda: self.position > metadata.offset,
                                         timeout=self.publisher.send_timeout_s)
         if not caught_up:
@@ -134,9 +139,16 @@ class IdempotencyStore:
         """Record the answer so every later request under the key replays it."""
         key, value = done_record(slot, claim_id=claim_id, fingerprint=fingerprint, response=response)
         await self.publisher.publish(topic=self.topic, key=key, value=value)
+        self._count("produced")
 
     async def release(self, slot: str, *, claim_id: str) -> None:
         """Give a slot up after a failed publish, so a retry need not wait for the lease (best effort)."""
         key, value = release_record(slot, claim_id=claim_id)
         with contextlib.suppress(BrokerUnavailable):
             await self.publisher.publish(topic=self.topic, key=key, value=value)
+            self._count("produced")
+
+    def _count(self, direction: str) -> None:
+        if self.hop is not None:
+            counter = self.hop.consumed if direction == "consumed" else self.hop.produced
+            counter.labels(topic=self.topic).inc()

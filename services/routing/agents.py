@@ -27,11 +27,10 @@ from shared.topics import SIGNALS_ASSIGNED, SIGNALS_LIFECYCLE, SIGNALS_MATCHED, 
 from services.routing.config import RoutingConfig
 from services.routing.handlers import SOURCE, assigned_event, hand_off, route_signal
 from services.routing.matching import Seen, look_up, matched_event, remember
-from services.routing.metrics import RoutingMetrics
+from services.routing.metrics import FAMILY_TOPIC, RoutingMetrics
 
 log = structlog.get_logger(__name__)
 
-FAMILY_TOPIC = "schakel-routing-by-family"
 
 
 def _json_table(app: faust.App, name: str, partitions: int) -> Any:
@@ -75,6 +74,7 @@ def register_agents(app: faust.App, *, config: RoutingConfig, metrics: RoutingMe
         if data.family_key:
             await send_and_wait(app, topic=FAMILY_TOPIC, key=data.family_key.encode(),
                                 value=encode_event(assigned_event(assigned)))
+            metrics.hop.produced.labels(topic=FAMILY_TOPIC).inc()
         subjects[data.subject_key] = remember(entry, me, window=loaded.book.window)
         metrics.assigned.labels(route=assigned.route.value, rule=assigned.rule_id).inc()
         metrics.latency.labels(route=assigned.route.value).observe((now - data.received_at).total_seconds())

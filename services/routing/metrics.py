@@ -6,7 +6,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from shared.events import Route
 from shared.municipality import Municipality
-from shared.metrics import LATENCY_BUCKETS, HopMetrics, combos, precreate
+from shared.metrics import LATENCY_BUCKETS, RECORD_DEAD_LETTER_REASONS, HopMetrics, combos, precreate
+
+# The internal topic routing repartitions first assignments through, keyed by family key.
+FAMILY_TOPIC = "schakel-routing-by-family"
 from shared.topics import SIGNALS_ASSIGNED, SIGNALS_LIFECYCLE, SIGNALS_MATCHED, SIGNALS_RECEIVED, SIGNALS_RECEIVED_DLQ
 from services.routing.rules import HANDOFF_EXHAUSTED, SYMBOLIC_TARGETS, RuleBook
 
@@ -18,8 +21,10 @@ class RoutingMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.hop = HopMetrics(
-            "routing", registry=registry, consumes=[SIGNALS_RECEIVED.name, SIGNALS_LIFECYCLE.name],
-            produces=[SIGNALS_ASSIGNED.name, SIGNALS_MATCHED.name, SIGNALS_RECEIVED_DLQ.name],
+            "routing", registry=registry,
+            consumes=[SIGNALS_RECEIVED.name, SIGNALS_LIFECYCLE.name, SIGNALS_ASSIGNED.name, FAMILY_TOPIC],
+            produces=[SIGNALS_ASSIGNED.name, SIGNALS_MATCHED.name, SIGNALS_RECEIVED_DLQ.name, FAMILY_TOPIC],
+            dead_letter_reasons=RECORD_DEAD_LETTER_REASONS,
         )
         self.assigned = Counter(
             "routing_signals_assigned_total", "Assignments, by route and rule.", ["route", "rule"], registry=registry
