@@ -18,7 +18,7 @@ from shared.kafka import send_and_wait
 from shared.municipality import Partner
 from shared.pseudonym import seal, unseal
 from shared.settings import Settings
-from shared.topics import LIFECYCLE_REQUESTS
+from shared.topics import AUDIT_LOG, LIFECYCLE_REQUESTS
 from services.feedback.agents import FeedbackCore
 from services.feedback.audit import audit_record, capacity, write_audit
 from services.feedback.lifecycle import ChangeRequest, Refusal, SignalRecord, can_see, check
@@ -95,6 +95,7 @@ def build_router(core: FeedbackCore, settings: Settings) -> APIRouter:
                              action=action, http_status=response.status_code, at=utcnow(), request_id=request_id)
         try:
             await asyncio.wait_for(write_audit(core.app, entry), timeout=AUDIT_TIMEOUT_S)
+            core.metrics.hop.produced.labels(topic=AUDIT_LOG.name).inc()
         except (TimeoutError, asyncio.TimeoutError):
             log.error("audit_write_failed", signal_id=signal_id, partner=partner.id, action=action)
             return problem(503, code="audit_unavailable", title="Tijdelijk niet beschikbaar",
@@ -155,6 +156,7 @@ def build_router(core: FeedbackCore, settings: Settings) -> APIRouter:
         try:
             await asyncio.wait_for(send_and_wait(core.app, topic=LIFECYCLE_REQUESTS.name, key=signal_id.encode(),
                                                  value=encode_event(event)), timeout=REQUEST_TIMEOUT_S)
+            core.metrics.hop.produced.labels(topic=LIFECYCLE_REQUESTS.name).inc()
             outcome = await asyncio.wait_for(future, timeout=REQUEST_TIMEOUT_S)
         except (TimeoutError, asyncio.TimeoutError):
             core.pending.pop(request_id, None)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from shared.events import LifecycleChange, Route, Urgency
-from shared.metrics import LIFECYCLE_BUCKETS, HopMetrics, combos, precreate
+from shared.metrics import LIFECYCLE_BUCKETS, RECORD_DEAD_LETTER_REASONS, HopMetrics, combos, precreate
 from shared.topics import (
+    AUDIT_LOG,
     LIFECYCLE_REQUESTS, SIGNALS_ASSIGNED, SIGNALS_LIFECYCLE, SIGNALS_LIFECYCLE_DLQ, SLA_BREACHED, SLA_WARNING,
 )
 
@@ -23,7 +24,9 @@ class FeedbackMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.hop = HopMetrics(
             "feedback", registry=registry, consumes=[SIGNALS_ASSIGNED.name, LIFECYCLE_REQUESTS.name],
-            produces=[SIGNALS_LIFECYCLE.name, SLA_WARNING.name, SLA_BREACHED.name, SIGNALS_LIFECYCLE_DLQ.name],
+            produces=[SIGNALS_LIFECYCLE.name, SLA_WARNING.name, SLA_BREACHED.name, SIGNALS_LIFECYCLE_DLQ.name,
+                      LIFECYCLE_REQUESTS.name, AUDIT_LOG.name],
+            dead_letter_reasons=RECORD_DEAD_LETTER_REASONS,
         )
         self.open = Gauge("feedback_open_signals", "Signals not closed or withdrawn.", ["route", "urgency"],
                           registry=registry)
