@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 
 # Values that look like personal data: a nine-digit number (BSN), an e-mail address.
-_BSN = re.compile(r"(?<!\d)\d{9}(?!\d)")
+_BSN = re.compile(r"(?<![0-9A-Za-z])\d{9}(?![0-9A-Za-z])")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 # Keys whose values never reach a log line.
 _SECRET_KEYS = frozenset(

@@ -27,6 +27,7 @@ class Publisher:
         self.send_timeout_s = send_timeout_s or settings.intake_send_timeout_s
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     @property
     def ready(self) -> bool:
@@ -79,11 +80,32 @@ class Publisher:
         if self._producer is None:
             raise BrokerUnavailable("not connected to Kafka yet")
         raw_key = key.encode() if isinstance(key, str) else key
+        producer = self._producer
         try:
             return await asyncio.wait_for(
-                self._producer.send_and_wait(topic, value=value, key=raw_key, headers=headers),
+                producer.send_and_wait(topic, value=value, key=raw_key, headers=headers),
                 timeout=self.send_timeout_s,
             )
         except (KafkaError, asyncio.TimeoutError) as exc:
             log.warning("kafka_write_failed", topic=topic, error=type(exc).__name__)
+            self._replace(producer)
             raise BrokerUnavailable(type(exc).__name__) from exc
+
+    def _replace(self, failed: AIOKafkaProducer) -> None:
+        """Drop a producer whose write failed and connect a fresh one.
+
+        After a timed-out write the idempotent producer's sequence numbers can run ahead of the broker's
+        (OutOfOrderSequenceNumber for every later write); a new producer gets a new producer id.
+        """
+        if self._producer is not failed:
+            return
+        self._producer = None
+        closing = asyncio.create_task(self._close_quietly(failed))
+        self._background.add(closing)
+        closing.add_done_callback(self._background.discard)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._connect_forever())
+
+    async def _close_quietly(self, producer: AIOKafkaProducer) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(producer.stop(), timeout=self.send_timeout_s)
