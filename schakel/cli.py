@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     mail = sub.add_parser("mail", help="e-mail templates")
     mail_sub = mail.add_subparsers(dest="mail_action", required=True)
     prev = mail_sub.add_parser("preview", help="render a template with sample data")
-    prev.add_argument("kind")
+    prev.add_argument("kind", choices=["receipt", "assigned", "feedback", "closed", "warning", "breach",
+                                       "escalation", "match", "digest"])
     prev.set_defaults(func=_mail)
     _add_optional("schakel.routes_cli", sub)
     _add_optional("schakel.partners_cli", sub)

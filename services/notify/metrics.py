@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.notify.rendering import KINDS
-from shared.metrics import LATENCY_BUCKETS, HopMetrics, combos, precreate
+from shared.metrics import LATENCY_BUCKETS, RECORD_DEAD_LETTER_REASONS, HopMetrics, combos, precreate
 from shared.topics import (
     NOTIFICATIONS_DIGEST,
     NOTIFICATIONS_DLQ,
@@ -27,7 +27,8 @@ class NotifyMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.hop = HopMetrics("notify", registry=registry, consumes=(*CONSUMED, NOTIFICATIONS_DIGEST.name),
-                              produces=[NOTIFICATIONS_SENT.name, NOTIFICATIONS_DLQ.name, NOTIFICATIONS_DIGEST.name])
+                              produces=[NOTIFICATIONS_SENT.name, NOTIFICATIONS_DLQ.name, NOTIFICATIONS_DIGEST.name],
+                              dead_letter_reasons=RECORD_DEAD_LETTER_REASONS)
         self.emails = Counter("notify_emails_total", "E-mails by template and outcome.", ["template", "outcome"],
                               registry=registry)
         self.send_duration = Histogram("notify_email_send_duration_seconds", "Time to hand one e-mail to SMTP.",
