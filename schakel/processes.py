@@ -15,7 +15,20 @@ from pathlib import Path
 from shared.settings import REPO_ROOT
 
 SERVICES = ("intake", "routing", "feedback", "notify")
+# Every process started here, so a test session can make sure none outlives it.
+STARTED: list[ServiceProcess] = []
 DEFAULT_PORTS = {"intake": 8001, "routing": 8002, "feedback": 8003, "notify": 8004}
+
+
+def kill_leftovers() -> int:
+    """SIGKILL every process started here that still runs; the number killed."""
+    killed = 0
+    for process in STARTED:
+        if process.alive():
+            process.kill()
+            killed += 1
+    STARTED.clear()
+    return killed
 
 
 def http_ok(url: str, timeout: float = 1.0) -> bool:
@@ -52,6 +65,7 @@ class ServiceProcess:
                 [sys.executable, "-m", module], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        STARTED.append(self)
 
     def alive(self) -> bool:
         """Whether the process still runs."""

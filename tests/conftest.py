@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from schakel.kafka_broker import Broker, free_port
+from schakel.processes import kill_leftovers
 from schakel.topics_admin import ensure_topics
 
 
@@ -17,6 +18,13 @@ def start_broker(home: Path) -> Broker:
     broker.start()
     ensure_topics(broker.bootstrap)
     return broker
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leftover_processes() -> Iterator[None]:
+    """Whatever a failing test left running is stopped when the session ends."""
+    yield
+    kill_leftovers()
 
 
 @pytest.fixture(scope="session")
