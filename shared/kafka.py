@@ -104,22 +104,31 @@ class RecordLoop:
             message = event.message
             started = time.perf_counter()
             self.metrics.consumed.labels(topic=message.topic).inc()
+            self.metrics.busy += 1
             try:
-                envelope, data = decode_event(event.value)
-            except UndecodableRecord as exc:
-                await self.dead_letter(message, exc.code)
-            else:
-                try:
-                    await handler(envelope, data, event.key)
-                except UndecodableRecord as exc:
-                    await self.dead_letter(message, exc.code)
-                except ValidationError:
-                    # The record parsed but its values break a downstream contract: bad data, not a bug.
-                    await self.dead_letter(message, "unprocessable_record")
-                except Exception as exc:  # noqa: BLE001 - a bug or a dependency: crash, do not skip
-                    fatal(exc)
+                await self._handle(event, handler)
+            finally:
+                self.metrics.busy -= 1
+            self.metrics.last_progress = time.monotonic()
             self.processed[(message.topic, message.partition)] = message.offset
             self.metrics.duration.labels(topic=message.topic).observe(time.perf_counter() - started)
+
+    async def _handle(self, event: Any, handler: Handler) -> None:
+        message = event.message
+        try:
+            envelope, data = decode_event(event.value)
+        except UndecodableRecord as exc:
+            await self.dead_letter(message, exc.code)
+            return
+        try:
+            await handler(envelope, data, event.key)
+        except UndecodableRecord as exc:
+            await self.dead_letter(message, exc.code)
+        except ValidationError:
+            # The record parsed but its values break a downstream contract: bad data, not a bug.
+            await self.dead_letter(message, "unprocessable_record")
+        except Exception as exc:  # noqa: BLE001 - a bug or a dependency: crash, do not skip
+            fatal(exc)
 
     async def dead_letter(self, message: Any, code: str) -> None:
         """Write the original record with provenance to the dead-letter topic, awaited."""
@@ -133,20 +142,21 @@ class RecordLoop:
         log.warning("record_dead_lettered", topic=message.topic, partition=message.partition,
                     offset=message.offset, code=code)
 
-    def update_lag(self) -> None:
+    def update_lag(self) -> int:
         """Set the lag gauge of the service's consumed topics: high-water mark minus the next offset to read.
 
         The next offset is the one after the last processed record, or else the group's committed offset
         (after a restart nothing was processed yet, but the committed offset says where reading resumes).
         """
-        update_lag(self.app, self.metrics)
+        return update_lag(self.app, self.metrics)
 
 
-def update_lag(app: faust.App, metrics: HopMetrics) -> None:
-    """Lag per partition of every topic the service consumes (not faust's changelogs)."""
+def update_lag(app: faust.App, metrics: HopMetrics) -> int:
+    """Lag per partition of every topic the service consumes (not faust's changelogs); returns the total."""
+    total = 0
     consumer = getattr(app, "_consumer", None)
     if consumer is None:
-        return
+        return total
     committed = getattr(consumer, "_committed_offset", {})
     for tp in consumer.assignment():
         if tp.topic not in metrics.consumes:
@@ -158,7 +168,25 @@ def update_lag(app: faust.App, metrics: HopMetrics) -> None:
         next_offset = done + 1 if done is not None else committed.get(tp)
         if next_offset is None:
             continue
-        metrics.lag.labels(topic=tp.topic, partition=str(tp.partition)).set(max(highwater - next_offset, 0))
+        lag = max(highwater - next_offset, 0)
+        metrics.lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
+        total += lag
+    return total
+
+
+def check_stalled(app: faust.App, metrics: HopMetrics, *, lag: int, after_s: float) -> None:
+    """Exit (to be restarted) when records wait but nothing was handled for `after_s` seconds.
+
+    faust can stop delivering records after a rebalance or recovery without any error (faust-streaming
+    #629, #651). A record being handled (e.g. an e-mail waiting for SMTP) is progress, not a stall.
+    """
+    now = time.monotonic()
+    if metrics.busy or not faust_ready(app):
+        metrics.last_progress = now
+        return
+    if lag > 0 and now - metrics.last_progress > after_s:
+        log.critical("consumer_stalled", lag=lag, idle_s=round(now - metrics.last_progress, 1))
+        os._exit(75)
 
 
 def faust_internal_topics(app: faust.App) -> list[tuple[str, int, dict[str, str]]]:

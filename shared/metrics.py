@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -44,6 +45,9 @@ class HopMetrics:
         self.consumes = frozenset(consumes)
         # Last processed offset per (topic, partition), shared by every record loop of the service.
         self.processed: dict[tuple[str, int], int] = {}
+        # For the stall watch: when a record was last finished, and how many are being handled now.
+        self.last_progress = time.monotonic()
+        self.busy = 0
         self.consumed = Counter(
             f"{service}_records_consumed_total", "Records read from Kafka.", ["topic"], registry=registry
         )

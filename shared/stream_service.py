@@ -13,7 +13,7 @@ from faust.contrib.asgi import faust_app_running
 from prometheus_client import CollectorRegistry
 
 from shared.http import add_operational_routes
-from shared.kafka import RecordLoop, ensure_faust_topics, faust_ready
+from shared.kafka import RecordLoop, check_stalled, ensure_faust_topics, faust_ready, update_lag
 
 log = structlog.get_logger(__name__)
 LAG_INTERVAL_S = 5.0
@@ -50,14 +50,17 @@ def faust_lifespan_with_topics(faust_app: faust.App):  # type: ignore[no-untyped
 
 
 def stream_service_api(
-    *, title: str, faust_app: faust.App, registry: CollectorRegistry, loops: list[RecordLoop]
+    *, title: str, faust_app: faust.App, registry: CollectorRegistry, loops: list[RecordLoop],
+    stall_after_s: float = 120.0,
 ) -> FastAPI:
     """A FastAPI app that runs the faust app on its own loop and reports on it."""
 
     @faust_app.timer(LAG_INTERVAL_S)
     async def report_lag() -> None:
-        for loop in loops:
-            loop.update_lag()
+        hops = {id(loop.metrics): loop.metrics for loop in loops}
+        for hop in hops.values():
+            lag = update_lag(faust_app, hop)
+            check_stalled(faust_app, hop, lag=lag, after_s=stall_after_s)
 
     api = FastAPI(title=title, version="1", lifespan=faust_lifespan_with_topics(faust_app))
 
