@@ -174,18 +174,25 @@ def update_lag(app: faust.App, metrics: HopMetrics) -> int:
     return total
 
 
+def is_stalled(*, busy: bool, ready: bool, lag: int, idle_s: float, after_s: float) -> bool:
+    """Records wait, no handler runs, the app is ready, and nothing was finished for `after_s` seconds."""
+    return not busy and ready and lag > 0 and idle_s > after_s
+
+
 def check_stalled(app: faust.App, metrics: HopMetrics, *, lag: int, after_s: float) -> None:
-    """Exit (to be restarted) when records wait but nothing was handled for `after_s` seconds.
+    """Exit (to be restarted) when the consumer stopped delivering while records wait.
 
     faust can stop delivering records after a rebalance or recovery without any error (faust-streaming
     #629, #651). A record being handled (e.g. an e-mail waiting for SMTP) is progress, not a stall.
     """
     now = time.monotonic()
-    if metrics.busy or not faust_ready(app):
+    ready = faust_ready(app)
+    if metrics.busy or not ready:
         metrics.last_progress = now
         return
-    if lag > 0 and now - metrics.last_progress > after_s:
-        log.critical("consumer_stalled", lag=lag, idle_s=round(now - metrics.last_progress, 1))
+    idle_s = now - metrics.last_progress
+    if is_stalled(busy=bool(metrics.busy), ready=ready, lag=lag, idle_s=idle_s, after_s=after_s):
+        log.critical("consumer_stalled", lag=lag, idle_s=round(idle_s, 1))
         os._exit(75)
 
 

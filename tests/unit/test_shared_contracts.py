@@ -143,3 +143,21 @@ def test_invalid_yaml_is_refused_with_the_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_municipality(broken)
     assert caught.value.problems[0][0] in (3, 4)
+
+
+@pytest.mark.parametrize(
+    ("busy", "ready", "lag", "idle_s", "stalled"),
+    [
+        (False, True, 5, 200.0, True),
+        (True, True, 5, 200.0, False),  # a handler waits (e.g. for SMTP): progress, not a stall
+        (False, False, 5, 200.0, False),  # recovering or rebalancing
+        (False, True, 0, 200.0, False),  # nothing waits
+        (False, True, 5, 30.0, False),  # not idle long enough
+    ],
+)
+def test_a_consumer_counts_as_stalled_only_when_records_wait_and_nothing_moves(
+    busy: bool, ready: bool, lag: int, idle_s: float, stalled: bool
+) -> None:
+    from shared.kafka import is_stalled
+
+    assert is_stalled(busy=busy, ready=ready, lag=lag, idle_s=idle_s, after_s=120.0) is stalled
