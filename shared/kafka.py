@@ -167,7 +167,7 @@ def update_lag(app: faust.App, metrics: HopMetrics) -> int:
         done = metrics.processed.get((tp.topic, tp.partition))
         next_offset = done + 1 if done is not None else committed.get(tp)
         if next_offset is None:
-            continue
+            next_offset = 0  # a group that never committed reads from the earliest offset
         lag = max(highwater - next_offset, 0)
         metrics.lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
         total += lag

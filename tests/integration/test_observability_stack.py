@@ -318,7 +318,6 @@ def test_records_flow_in_and_out_of_every_hop_per_topic(observed: Observed) -> N
     flows = {
         "intake": ({"signals.inbound"}, {"signals.received", "signals.inbound.dlq"}),
         "routing": ({"signals.received"}, {"signals.assigned", "signals.matched", "signals.received.dlq"}),
-        # signals.lifecycle.requests written over HTTP is not counted yet: see the xfail below.
         "feedback": ({"signals.assigned", "signals.lifecycle.requests"}, {"signals.lifecycle", "signals.lifecycle.dlq"}),
         "notify": ({"signals.assigned", "signals.lifecycle", "signals.matched"},
                    {"notifications.sent", "notifications.dlq"}),
@@ -354,11 +353,6 @@ def test_consumer_lag_is_reported_per_group_and_partition(observed: Observed) ->
             assert partitions.get(topic) == {"0", "1", "2", "3"}, f"{svc} lag partitions of {topic}: {partitions}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "shared/kafka.py RecordLoop.update_lag sets the gauge for every partition the consumer is assigned, "
-    "from this loop's own `processed` only: with several agents (routing, notify) the loops overwrite each "
-    "other and an unprocessed partition counts its whole highwater; faust's changelog and assignor topics "
-    "are reported too and grow with every table write (ConsumerLagGrowing goes pending in this very test)"))
 def test_consumer_lag_is_zero_once_the_batch_is_handled(observed: Observed) -> None:
     behind = []
     for svc in SERVICES:
@@ -398,12 +392,6 @@ def series_keys(observed: Observed, *, at: float | None = None) -> set[tuple[tup
     return {tuple(sorted((k, v) for k, v in sample["metric"].items() if k != "instance")) for sample in result}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "not pre-created at start-up (conventions: every known label value is created at start-up): "
-    "<svc>_dead_letters_total of routing, feedback and notify (pass "
-    "dead_letter_reasons=shared.metrics.RECORD_DEAD_LETTER_REASONS to HopMetrics in services/*/metrics.py); "
-    "routing consumed/duration for signals.assigned and schakel-routing-by-family (services/routing/metrics.py "
-    "consumes=)"))
 def test_every_series_with_data_existed_before_the_first_event(observed: Observed) -> None:
     new = series_keys(observed) - series_keys(observed, at=observed.before_batch)
     names = sorted(str(dict(key)) for key in new)
@@ -415,11 +403,6 @@ def test_every_series_with_data_existed_before_the_first_event(observed: Observe
 WRITTEN_BY_THE_TEST = {"signals.inbound": 1, "signals.received": 1, "signals.assigned": 1}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "records written but never counted in <svc>_records_produced_total: intake.idempotency "
-    "(services/intake/idempotency.py publish calls, ~lines 124/136/142; also never counted as consumed, "
-    "~line 82), signals.lifecycle.requests from HTTP (services/feedback/api.py send_and_wait ~line 156; "
-    "not in services/feedback/metrics.py produces=), audit.log (services/feedback/audit.py ~line 54)"))
 def test_every_registered_topic_with_records_is_counted_by_the_service_that_wrote_it(observed: Observed) -> None:
     written = set()
     consumer = KafkaConsumer(bootstrap_servers=observed.system.broker.bootstrap)
