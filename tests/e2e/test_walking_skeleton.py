@@ -97,3 +97,31 @@ def test_closing_before_feedback_is_refused_with_the_current_state(system: Syste
     assert answer.headers["content-type"].startswith("application/problem+json")
     assert answer.json()["current_status"] == "assigned"
     assert system.get_signal("obs-de-linde", signal_id).status_code == 404
+
+
+def test_the_seed_story_matches_school_and_police_and_tells_the_coordinator_and_both_bodies(system: System) -> None:
+    child = {"bsn": "123456782", "family_ref": "FAM-SEED"}
+    school = system.submit("obs-de-linde", {
+        "category": "EMO", "subject": {**child, "school_brin": "12AB", "pupil_ref": "L-SEED"},
+        "summary": "Vecht op het plein, kort lontje", "postcode_area": "3511",
+        "reporter": {"name": "Juf Jansen", "email": REPORTER},
+    })
+    assert school.status_code == 202, school.text
+    system.wait_for_signal("obs-de-linde", school.json()["signal_id"])
+    police = system.submit("politie-basisteam", {
+        "category": "OVERL", "subject": child, "flags": ["SIBLING_LINK", "GROUP_LINK"], "postcode_area": "3511",
+        "summary": "'s Nachts bij de groep van zijn broer",
+    })
+    assert police.status_code == 202, police.text
+    police_state = system.wait_for_signal("politie-basisteam", police.json()["signal_id"])
+    assert police_state["route"] == "oov"
+    assert police_state["match"] is True
+
+    matches = [r for r in read_topic(system.broker.bootstrap, "signals.matched")
+               if police.json()["signal_id"] in r.value.decode()]
+    assert len(matches) == 1
+    reference = police.json()["reference"]
+    for address in ("jvc@lindendam.example", IB):
+        system.wait_for_mail(address, subject_contains="Match")
+    system.wait_for_mail("jvc@lindendam.example", subject_contains=reference)
+    assert "123456782" not in _all_mail_text(system)
