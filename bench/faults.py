@@ -83,7 +83,9 @@ def collected_checks(result: Result, collected: Collected, *, dup_emails_allowed
     hops = collected.hops
     result.checks["0 duplicate assignments after dedup"] = hops["assigned"].dup_dedup == 0
     result.checks["0 duplicate lifecycle 'assigned' after dedup"] = hops["lifecycle"].dup_dedup == 0
-    result.checks[f"duplicate e-mails (same Message-ID) ≤ {dup_emails_allowed}"] = hops["email"].dup_dedup <= dup_emails_allowed
+    result.checks[f"duplicate e-mails (same Message-ID) ≤ {dup_emails_allowed}"] = (
+        hops["email"].dup_dedup <= dup_emails_allowed
+    )
 
 
 # -- #1 kill -9 / SIGTERM of one service at 20 / 50 / 80 % -------------------------------------------------------
@@ -100,7 +102,6 @@ def kill_during_stream(service: str, *, n: int, sig: int = signals.SIGKILL, down
         feeder.start()
         topic = HOP_OF[service]
         expected = n * (MAILS_PER_SIGNAL if service == "notify" else 1)
-        proc = bench.system.services[service]
         restarts: list[dict[str, Any]] = []
         for point in points:
             deadline = time.monotonic() + 600
@@ -202,9 +203,9 @@ def broker_outage(*, n: int, down_s: float = 70.0, kill: bool = False, clients: 
 
 def services_before_broker(*, wait_s: float = 60.0, n: int = 20) -> Result:
     """Start the four services against a broker that is not there yet; readiness must wait, nothing may crash."""
-    from pathlib import Path
     import shutil
     import tempfile
+    from pathlib import Path
 
     from bench.stack import BENCH_ENV
     from schakel.kafka_broker import Broker, free_port
@@ -389,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         try:
             result = SCENARIOS[name](args)
-        except Exception as exc:  # noqa: BLE001 - a scenario that could not run is a figure too
+        except Exception as exc:  # a scenario that could not run is a figure too
             result = Result(name, checks={"scenario ran": False}, notes=[f"{type(exc).__name__}: {exc}"])
         result.figures["scenario took s"] = round(time.monotonic() - started, 1)
         report(result)

@@ -20,8 +20,9 @@ def run_idempotency(result: Any) -> Any:
         intake = bench.system.services["intake"]
 
         def post(seq: int, body: dict[str, Any] | None = None) -> httpx.Response:
+            headers = {"Authorization": f"Bearer {TOKEN}", "Idempotency-Key": idempotency_key(run, seq)}
             return httpx.post(f"{intake.base_url}/v1/signals", json=body or signal_body(run, seq), timeout=60,
-                              headers={"Authorization": f"Bearer {TOKEN}", "Idempotency-Key": idempotency_key(run, seq)})
+                              headers=headers)
 
         statuses: dict[str, list[int]] = {}
         sids: dict[str, set[str]] = {}

@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", default="1,4,16", help="comma-separated concurrent client counts")
     args = parser.parse_args(argv)
     counts = [int(c) for c in args.clients.split(",")]
-    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, {platform.processor() or platform.machine()},"
+    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores,"
+          f" {platform.processor() or platform.machine()},"
           f" Python {platform.python_version()}", flush=True)
     rows, latency_rows = [], []
     with bench_system() as bench:

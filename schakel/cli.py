@@ -26,9 +26,9 @@ def _kafka(args: argparse.Namespace) -> int:
         broker.stop()
         print("Kafka stopped")
     else:
-        pid = broker.pid()
-        print(f"Kafka runs on {broker.bootstrap} (pid {pid})" if pid else "Kafka is not running")
-        return 0 if pid else 3
+        running = broker.pid()
+        print(f"Kafka runs on {broker.bootstrap} (pid {running})" if running else "Kafka is not running")
+        return 0 if running else 3
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -138,7 +139,7 @@ class Broker:
         )
         if fmt.returncode != 0:
             raise BrokerError(f"storage format failed: {fmt.stdout}{fmt.stderr}")
-        out = open(self.log_dir / "stdout.log", "ab")  # noqa: SIM115 - handed to the child
+        out = open(self.log_dir / "stdout.log", "ab")  # handed to the child
         proc = subprocess.Popen(
             ["java", "-Xms512m", "-Xmx1g", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
              "-Djava.awt.headless=true", f"-Dkafka.logs.dir={self.log_dir}",
@@ -159,13 +160,11 @@ class Broker:
             if proc is not None and proc.poll() is not None:
                 raise BrokerError(f"broker exited with {proc.returncode}; see {self.log_dir}")
             if port_open(self.port):
-                try:
+                with contextlib.suppress(Exception):  # not up yet; keep polling
                     admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
                     admin.list_topics()
                     admin.close()
                     return
-                except Exception:  # noqa: BLE001 - not up yet; keep polling
-                    pass
             time.sleep(0.3)
         raise BrokerError(f"broker did not answer on {self.bootstrap} within {timeout}s")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 
-from services.notify.rendering import KINDS, Deadline, DigestItem, MailContext, render
+from services.notify.rendering import KINDS, Clock, Deadline, DigestItem, MailContext, Outcome, render
 from shared.events import Route, Urgency
 
 _BASE_URL = "https://schakel.gemeente.example/signalen"
@@ -21,9 +21,9 @@ def sample_context(kind: str) -> MailContext:
     if kind not in KINDS:
         raise ValueError(f"unknown mail kind {kind!r}; known: {', '.join(KINDS)}")
     deadlines = (
-        Deadline(clock="acknowledge", due_at=datetime(2026, 3, 3, 16, 0, tzinfo=UTC)),
-        Deadline(clock="feedback", due_at=datetime(2026, 3, 31, 15, 0, tzinfo=UTC)),
-        Deadline(clock="close", due_at=datetime(2026, 6, 2, 15, 0, tzinfo=UTC)),
+        Deadline(clock=Clock.ACKNOWLEDGE, due_at=datetime(2026, 3, 3, 16, 0, tzinfo=UTC)),
+        Deadline(clock=Clock.FEEDBACK, due_at=datetime(2026, 3, 31, 15, 0, tzinfo=UTC)),
+        Deadline(clock=Clock.CLOSE, due_at=datetime(2026, 6, 2, 15, 0, tzinfo=UTC)),
     )
     items = tuple(
         DigestItem(reference=f"SK-2026-{n:06d}", route=route, urgency=urgency,
@@ -38,10 +38,10 @@ def sample_context(kind: str) -> MailContext:
         body_name="ZAT basisschool De Regenboog",
         urgency=Urgency.U2,
         deadlines=deadlines,
-        outcome_code="hulp_ingezet" if kind == "closed" else None,
+        outcome_code=Outcome.HULP_INGEZET if kind == "closed" else None,
         signal_url=f"{_BASE_URL}/SK-2026-000123",
         escalation_step=2 if kind == "escalation" else None,
-        clock="acknowledge" if kind in ("warning", "breach", "escalation") else None,
+        clock=Clock.ACKNOWLEDGE if kind in ("warning", "breach", "escalation") else None,
         items=items if kind == "digest" else (),
     )
 

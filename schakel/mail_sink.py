@@ -141,7 +141,7 @@ class SmtpSink:
         """Whether the server is listening."""
         return self._controller is not None
 
-    def start(self) -> SmtpSink:
+    def start(self) -> Self:
         """Listen on host:port (blocks until the server answers)."""
         if self._controller is not None:
             return self

@@ -46,9 +46,11 @@ def add_token_hash(text: str, *, partner_id: str, token_hash: str) -> str:
         indent = " " * id_key.start_mark.column
         line = id_value.end_mark.line
         newline = "\n" if lines[line].endswith("\n") else ""
-        lines[line] = lines[line].rstrip("\n") + "\n" + f"{indent}token_hashes: [{token_hash}]" + ("\n" if newline else "")
+        lines[line] = (
+            lines[line].rstrip("\n") + "\n" + f"{indent}token_hashes: [{token_hash}]" + ("\n" if newline else "")
+        )
         return "".join(lines)
-    key, value = found[0]
+    _key, value = found[0]
     if not isinstance(value, yaml.SequenceNode):
         raise PartnerFileError("token_hashes is not a list")
     if value.flow_style:
@@ -105,7 +107,8 @@ def _signing_key(args: argparse.Namespace) -> int:
     if args.partner not in load_municipality(path).partners:
         print(f"{path}: no partner with id {args.partner!r}", file=sys.stderr)
         return 1
-    print(partner_signing_key(master_secret=settings.inbound_signing_secret.get_secret_value(), partner_id=args.partner))
+    master_secret = settings.inbound_signing_secret.get_secret_value()
+    print(partner_signing_key(master_secret=master_secret, partner_id=args.partner))
     return 0
 
 

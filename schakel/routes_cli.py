@@ -59,7 +59,8 @@ def _case(row: dict[str, Any], index: int) -> Case:
         urgency=row.get("urgency") or None, partner_kind=row.get("partner_kind") or "school",
         school=row.get("school") or None, postcode=str(row["postcode"]) if row.get("postcode") else None,
         flags=_words(row.get("flags")), match=_words(row.get("match")), tried=_words(row.get("tried")),
-        expect_body=expect.get("body", row.get("body")) or None, expect_rule=expect.get("rule", row.get("rule")) or None,
+        expect_body=expect.get("body", row.get("body")) or None,
+        expect_rule=expect.get("rule", row.get("rule")) or None,
         expect_inform=None if inform is None else _words(inform),
     )
 
@@ -86,7 +87,8 @@ def run_case(case: Case, municipality: Municipality, book: Any = None) -> tuple[
     facts = Facts(
         category=case.category, urgency=case.urgency or CATEGORIES[case.category].urgency.value,
         partner_kind=case.partner_kind, school_brin=case.school, postcode_area=case.postcode,
-        flags=frozenset(flags), match_partner_kinds=frozenset(case.match) | ({case.partner_kind} if case.match else set()),
+        flags=frozenset(flags),
+        match_partner_kinds=frozenset(case.match) | ({case.partner_kind} if case.match else set()),
     )
     decision = book.decide(facts, municipality, tried=case.tried)
     inform = sorted(b.id for b in decision.inform)

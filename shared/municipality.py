@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -214,31 +215,12 @@ def _line(lines: dict[tuple[str | int, ...], int], loc: tuple[str | int, ...]) -
     return None
 
 
-def build_municipality(
-    data: Any, *, lines: dict[tuple[str | int, ...], int] | None = None, source: str = "<memory>"
-) -> Municipality:
-    """Validate parsed data and build the look-ups; raise ConfigError naming lines."""
-    lines = lines or {}
-    try:
-        raw = MunicipalityFile.model_validate(data)
-    except ValidationError as exc:
-        problems = [
-            (_line(lines, tuple(err["loc"])), f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}")
-            for err in exc.errors()
-        ]
-        raise ConfigError(source, problems) from None
-    problems: list[tuple[int | None, str]] = []
-    partners: dict[str, Partner] = {}
-    for i, partner in enumerate(raw.partners):
-        if partner.id in partners:
-            problems.append((_line(lines, ("partners", i, "id")), f"partner id {partner.id!r} appears twice"))
-        partners[partner.id] = partner
-
-    def need_partner(pid: str, loc: tuple[str | int, ...]) -> None:
-        if pid not in partners:
-            problems.append((_line(lines, loc), f"unknown partner {pid!r}"))
-
-    bodies: dict[str, Body] = {}
+def _school_bodies(
+    raw: MunicipalityFile, *, lines: dict[tuple[str | int, ...], int],
+    need_partner: Callable[[str, tuple[str | int, ...]], None], problems: list[tuple[int | None, str]],
+    bodies: dict[str, Body],
+) -> dict[str, School]:
+    """The schools by BRIN; adds each school's ZAT and meldcode bodies to bodies and its faults to problems."""
     schools: dict[str, School] = {}
     for i, school in enumerate(raw.schools):
         need_partner(school.partner, ("schools", i, "partner"))
@@ -254,9 +236,15 @@ def build_municipality(
             f"meldcode-{key}", Route.MELDCODE, f"Aandachtsfunctionaris {school.name}",
             frozenset({school.partner}), (af,), school.brin,
         )
-    for i, partner in enumerate(raw.partners):
-        if partner.kind == "school" and partner.school_brin not in schools:
-            problems.append((_line(lines, ("partners", i)), f"school partner {partner.id!r} names no known school"))
+    return schools
+
+
+def _wijkteam_bodies(
+    raw: MunicipalityFile, *, lines: dict[tuple[str | int, ...], int],
+    need_partner: Callable[[str, tuple[str | int, ...]], None], problems: list[tuple[int | None, str]],
+    bodies: dict[str, Body],
+) -> dict[str, str]:
+    """The wijkteam body by postcode area; adds each wijkteam's body to bodies and its faults to problems."""
     body_by_postcode: dict[str, str] = {}
     for i, team in enumerate(raw.wijkteams):
         for j, pid in enumerate(team.partners):
@@ -270,6 +258,39 @@ def build_municipality(
             elif area in body_by_postcode:
                 problems.append((_line(lines, loc), f"postcode area {area} is served twice"))
             body_by_postcode[area] = body_id
+    return body_by_postcode
+
+
+def build_municipality(
+    data: Any, *, lines: dict[tuple[str | int, ...], int] | None = None, source: str = "<memory>"
+) -> Municipality:
+    """Validate parsed data and build the look-ups; raise ConfigError naming lines."""
+    lines = lines or {}
+    try:
+        raw = MunicipalityFile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, [
+            (_line(lines, tuple(err["loc"])), f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}")
+            for err in exc.errors()
+        ]) from None
+    problems: list[tuple[int | None, str]] = []
+    partners: dict[str, Partner] = {}
+    for i, partner in enumerate(raw.partners):
+        if partner.id in partners:
+            problems.append((_line(lines, ("partners", i, "id")), f"partner id {partner.id!r} appears twice"))
+        partners[partner.id] = partner
+
+    def need_partner(pid: str, loc: tuple[str | int, ...]) -> None:
+        if pid not in partners:
+            problems.append((_line(lines, loc), f"unknown partner {pid!r}"))
+
+    bodies: dict[str, Body] = {}
+    schools = _school_bodies(raw, lines=lines, need_partner=need_partner, problems=problems, bodies=bodies)
+    for i, partner in enumerate(raw.partners):
+        if partner.kind == "school" and partner.school_brin not in schools:
+            problems.append((_line(lines, ("partners", i)), f"school partner {partner.id!r} names no known school"))
+    body_by_postcode = _wijkteam_bodies(raw, lines=lines, need_partner=need_partner, problems=problems,
+                                        bodies=bodies)
     for name, route in (("oov", Route.OOV), ("coordinator", Route.COORDINATOR)):
         overleg: Overleg = getattr(raw, name)
         for j, pid in enumerate(overleg.partners):

@@ -27,7 +27,7 @@ async def _wait_and_create_topics(faust_app: faust.App) -> None:
     while True:
         try:
             created = await asyncio.to_thread(ensure_faust_topics, faust_app, bootstrap)
-        except Exception as exc:  # noqa: BLE001 - broker not reachable yet: wait and try again
+        except Exception as exc:  # broker not reachable yet: wait and try again
             log.warning("kafka_not_reachable", error=type(exc).__name__, retry_in_s=delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)

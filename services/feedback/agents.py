@@ -9,22 +9,39 @@ from datetime import datetime, timedelta
 
 import faust
 import structlog
+from faust.types import TableT
 
-from shared.events import (
-    CloudEvent, Contract, LifecycleChange, LifecycleRequested, SignalAssigned, SignalLifecycleChanged,
-    SlaBreached, SlaCheckRequested, UndecodableRecord, deterministic_id, encode_event, make_event, utcnow,
-)
-from shared.kafka import RecordLoop, faust_ready, publish, send_and_wait
-from shared.municipality import Municipality
-from shared.topics import (
-    LIFECYCLE_REQUESTS, SIGNALS_ASSIGNED, SIGNALS_LIFECYCLE, SIGNALS_LIFECYCLE_DLQ, SLA_BREACHED, SLA_WARNING,
-)
 from services.feedback.breaches import Emission, due_emissions, emission_event_id, sla_event
 from services.feedback.calendar import DutchCalendar
 from services.feedback.deadlines import calendar_for, deadlines_for
 from services.feedback.lifecycle import ChangeRequest, Refusal, SignalRecord, Status, apply, check, on_assigned
-from services.feedback.sla_config import SlaConfig, sla_config_for
 from services.feedback.metrics import ROUTES, URGENCIES, FeedbackMetrics
+from services.feedback.sla_config import SlaConfig, sla_config_for
+from shared.events import (
+    CloudEvent,
+    Contract,
+    LifecycleChange,
+    LifecycleRequested,
+    SignalAssigned,
+    SignalLifecycleChanged,
+    SlaBreached,
+    SlaCheckRequested,
+    UndecodableRecord,
+    deterministic_id,
+    encode_event,
+    make_event,
+    utcnow,
+)
+from shared.kafka import RecordLoop, faust_ready, publish, send_and_wait
+from shared.municipality import Municipality
+from shared.topics import (
+    LIFECYCLE_REQUESTS,
+    SIGNALS_ASSIGNED,
+    SIGNALS_LIFECYCLE,
+    SIGNALS_LIFECYCLE_DLQ,
+    SLA_BREACHED,
+    SLA_WARNING,
+)
 
 log = structlog.get_logger(__name__)
 CLOSED_STATES = frozenset({Status.CLOSED, Status.WITHDRAWN})
@@ -42,7 +59,7 @@ class FeedbackCore:
     sweep_interval_s: float = 30.0
     calendar: DutchCalendar = field(init=False)
     sla: SlaConfig = field(init=False)
-    table: faust.Table = field(init=False)
+    table: TableT = field(init=False)
     loop: RecordLoop = field(init=False)
     pending: dict[str, asyncio.Future[SignalRecord | Refusal]] = field(default_factory=dict)
     # Signals a sweep asked to check (monotonic time of the ask) and the agent has not checked yet; not asked

@@ -12,6 +12,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from services.feedback.agents import FeedbackCore
+from services.feedback.audit import audit_record, capacity, write_audit
+from services.feedback.lifecycle import ChangeRequest, Refusal, SignalRecord, can_see, check
+from services.feedback.sla import deadline_state
 from shared.events import LifecycleChange, LifecycleRequested, deterministic_id, encode_event, make_event, utcnow
 from shared.http import problem
 from shared.kafka import send_and_wait
@@ -19,10 +23,6 @@ from shared.municipality import Partner
 from shared.pseudonym import seal, unseal
 from shared.settings import Settings
 from shared.topics import AUDIT_LOG, LIFECYCLE_REQUESTS
-from services.feedback.agents import FeedbackCore
-from services.feedback.audit import audit_record, capacity, write_audit
-from services.feedback.lifecycle import ChangeRequest, Refusal, SignalRecord, can_see, check
-from services.feedback.sla import deadline_state
 
 log = structlog.get_logger(__name__)
 REQUEST_TIMEOUT_S = 15.0
@@ -79,15 +79,6 @@ def build_router(core: FeedbackCore, settings: Settings) -> APIRouter:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         return core.municipality.partner_by_token(token.strip()) if scheme.lower() == "bearer" else None
 
-    def unauthenticated() -> JSONResponse:
-        return problem(401, code="unauthenticated", title="Niet aangemeld",
-                       detail="Geef een geldig token mee in de Authorization-header (Bearer).",
-                       headers={"WWW-Authenticate": "Bearer"})
-
-    def not_found() -> JSONResponse:
-        return problem(404, code="signal_not_found", title="Niet gevonden",
-                       detail="Dit signaal bestaat niet of is niet voor u zichtbaar.")
-
     async def audited(response: Response, *, signal_id: str, partner: Partner, record: SignalRecord | None,
                       action: str, request_id: str | None = None) -> Response:
         """Write the audit record of this access before answering; no audit, no answer (503)."""
@@ -96,7 +87,7 @@ def build_router(core: FeedbackCore, settings: Settings) -> APIRouter:
         try:
             await asyncio.wait_for(write_audit(core.app, entry), timeout=AUDIT_TIMEOUT_S)
             core.metrics.hop.produced.labels(topic=AUDIT_LOG.name).inc()
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             log.error("audit_write_failed", signal_id=signal_id, partner=partner.id, action=action)
             return problem(503, code="audit_unavailable", title="Tijdelijk niet beschikbaar",
                            detail="De toegang kan nu niet worden vastgelegd; probeer het zo opnieuw.",
@@ -107,10 +98,10 @@ def build_router(core: FeedbackCore, settings: Settings) -> APIRouter:
     async def get_signal(signal_id: str, request: Request) -> Response:
         partner = authenticate(request)
         if partner is None:
-            return unauthenticated()
+            return _unauthenticated()
         record = core.get(signal_id)
         if record is None or not can_see(record, partner.id):
-            return await audited(not_found(), signal_id=signal_id, partner=partner, record=record, action="read")
+            return await audited(_not_found(), signal_id=signal_id, partner=partner, record=record, action="read")
         log.info("signal_read", signal_id=signal_id, partner=partner.id)
         view = JSONResponse(signal_view(record, partner_id=partner.id, sealing_key=sealing_key))
         return await audited(view, signal_id=signal_id, partner=partner, record=record, action="read")
@@ -119,7 +110,7 @@ def build_router(core: FeedbackCore, settings: Settings) -> APIRouter:
     async def post_event(signal_id: str, request: Request) -> Response:
         partner = authenticate(request)
         if partner is None:
-            return unauthenticated()
+            return _unauthenticated()
         if "signals:update" not in partner.scopes:
             return problem(403, code="forbidden", title="Geen toestemming",
                            detail="Dit token mag signalen niet bijwerken (scope signals:update ontbreekt).")
@@ -158,10 +149,11 @@ def build_router(core: FeedbackCore, settings: Settings) -> APIRouter:
                                                  value=encode_event(event)), timeout=REQUEST_TIMEOUT_S)
             core.metrics.hop.produced.labels(topic=LIFECYCLE_REQUESTS.name).inc()
             outcome = await asyncio.wait_for(future, timeout=REQUEST_TIMEOUT_S)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             core.pending.pop(request_id, None)
             return problem(503, code="not_confirmed", title="Nog niet bevestigd",
-                           detail="De wijziging is nog niet bevestigd. Vraag de stand op en probeer het zo nodig opnieuw.",
+                           detail="De wijziging is nog niet bevestigd. "
+                                  "Vraag de stand op en probeer het zo nodig opnieuw.",
                            headers={"Retry-After": "5"}), before
         if isinstance(outcome, Refusal):
             current = core.get(signal_id)
@@ -169,6 +161,17 @@ def build_router(core: FeedbackCore, settings: Settings) -> APIRouter:
         return JSONResponse(signal_view(outcome, partner_id=partner.id, sealing_key=sealing_key)), outcome
 
     return router
+
+
+def _unauthenticated() -> JSONResponse:
+    return problem(401, code="unauthenticated", title="Niet aangemeld",
+                   detail="Geef een geldig token mee in de Authorization-header (Bearer).",
+                   headers={"WWW-Authenticate": "Bearer"})
+
+
+def _not_found() -> JSONResponse:
+    return problem(404, code="signal_not_found", title="Niet gevonden",
+                   detail="Dit signaal bestaat niet of is niet voor u zichtbaar.")
 
 
 def _refused(refusal: Refusal, record: SignalRecord | None, *, partner_id: str, sealing_key: str) -> JSONResponse:

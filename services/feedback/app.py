@@ -5,14 +5,14 @@ from __future__ import annotations
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from services.feedback.agents import FeedbackCore
+from services.feedback.api import build_router
+from services.feedback.metrics import FeedbackMetrics
 from shared.kafka import create_faust_app
 from shared.logging import configure_logging
 from shared.municipality import Municipality, load_municipality
 from shared.settings import Settings
 from shared.stream_service import stream_service_api
-from services.feedback.agents import FeedbackCore
-from services.feedback.api import build_router
-from services.feedback.metrics import FeedbackMetrics
 
 GAUGE_INTERVAL_S = 10.0
 

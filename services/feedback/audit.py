@@ -14,10 +14,10 @@ from typing import Literal
 
 import faust
 
+from services.feedback.lifecycle import SignalRecord
 from shared.events import AuditRecorded, encode_event, make_event
 from shared.kafka import send_and_wait
 from shared.topics import AUDIT_LOG
-from services.feedback.lifecycle import SignalRecord
 
 SOURCE = "schakel/feedback"
 

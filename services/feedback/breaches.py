@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
-from shared.events import Clock, SlaBreached, SlaWarned, deterministic_id
 from services.feedback.lifecycle import SignalRecord, Status
 from services.feedback.sla import Deadline, escalation_steps
+from shared.events import Clock, SlaBreached, SlaWarned, deterministic_id
 
 ESCALATION_LADDER = ("handler", "team_lead", "coordinator")
 # Clocks stop while a signal is closed, withdrawn, or rejected and waiting to be re-routed.
@@ -56,7 +56,7 @@ def emission_event_id(record: SignalRecord, emission: Emission) -> str:
 
 def sla_event(record: SignalRecord, emission: Emission, *, at: datetime) -> SlaWarned | SlaBreached:
     """The warning or breach event for one emission."""
-    common = {
+    common: dict[str, Any] = {
         "signal_id": record.signal_id, "reference": record.reference, "clock": Clock(emission.deadline.clock),
         "due_at": emission.deadline.due_at, "route": record.route, "body_id": record.body_id,
         "body_name": record.body_name, "urgency": record.urgency, "reporter_partner_id": record.reporter_partner_id,

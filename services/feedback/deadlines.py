@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from shared.events import SignalAssigned
-from shared.municipality import Municipality
 from services.feedback.calendar import DutchCalendar
 from services.feedback.sla import Deadline, compute_deadlines
 from services.feedback.sla_config import DEFAULT_SLA, SlaConfig
+from shared.events import SignalAssigned
+from shared.municipality import Municipality
 
 
 def calendar_for(municipality: Municipality) -> DutchCalendar:

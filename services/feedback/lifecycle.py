@@ -8,9 +8,9 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
+from services.feedback.sla import Deadline
 from shared.events import Contact, LifecycleChange, Route, SignalAssigned, SignalLifecycleChanged, Urgency
 from shared.taxonomy import OUTCOMES
-from services.feedback.sla import Deadline
 
 
 class Status(StrEnum):
@@ -127,7 +127,7 @@ def can_see(record: SignalRecord, partner_id: str) -> bool:
     return partner_id == record.reporter_partner_id or partner_id in record.body_partner_ids
 
 
-def check(record: SignalRecord | None, request: ChangeRequest) -> Refusal | None:
+def check(record: SignalRecord | None, request: ChangeRequest) -> Refusal | None:  # noqa: PLR0911 - one guard per refusal
     """Whether a change may be applied now; None when it may."""
     if record is None or not can_see(record, request.actor_partner_id):
         return Refusal(404, "signal_not_found", "Dit signaal bestaat niet of is niet voor u zichtbaar.")
@@ -138,7 +138,8 @@ def check(record: SignalRecord | None, request: ChangeRequest) -> Refusal | None
         if request.actor_partner_id != record.reporter_partner_id:
             return Refusal(403, "only_reporter_may_withdraw", "Alleen de melder kan een signaal intrekken.")
     elif not is_body:
-        return Refusal(403, "only_assigned_body", "Alleen het toegewezen overleg kan dit doen; u kunt alleen intrekken.")
+        return Refusal(403, "only_assigned_body",
+                       "Alleen het toegewezen overleg kan dit doen; u kunt alleen intrekken.")
     if record.status not in ALLOWED[request.change]:
         if request.change is LifecycleChange.CLOSED and record.feedback_count == 0:
             return Refusal(409, "feedback_required_before_closing",

@@ -8,7 +8,12 @@ from shared.events import LifecycleChange, Route, Urgency
 from shared.metrics import LIFECYCLE_BUCKETS, RECORD_DEAD_LETTER_REASONS, HopMetrics, combos, precreate
 from shared.topics import (
     AUDIT_LOG,
-    LIFECYCLE_REQUESTS, SIGNALS_ASSIGNED, SIGNALS_LIFECYCLE, SIGNALS_LIFECYCLE_DLQ, SLA_BREACHED, SLA_WARNING,
+    LIFECYCLE_REQUESTS,
+    SIGNALS_ASSIGNED,
+    SIGNALS_LIFECYCLE,
+    SIGNALS_LIFECYCLE_DLQ,
+    SLA_BREACHED,
+    SLA_WARNING,
 )
 
 ROUTES = tuple(r.value for r in Route)

@@ -28,8 +28,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared.events import Route, Urgency
 from services.feedback.sla import ANY_URGENCY, CLOCKS, DEFAULT_POLICIES, ClockTerm, SlaPolicies, SlaPolicy
+from shared.events import Route, Urgency
 
 DEFAULT_ESCALATION_INTERVAL = timedelta(days=1)
 ROUTES = tuple(r.value for r in Route)
@@ -126,6 +126,32 @@ def _entry(raw: Any, loc: tuple[str | int, ...], line_of: LineOf, problems: Prob
     return (SlaPolicy(**terms) if ok else None), interval
 
 
+def _parse_route(route: Any, urgencies: Any, line_of: LineOf, problems: Problems, *,
+                 routes: dict[str, dict[str, SlaPolicy]], from_file: set[tuple[str, str]],
+                 escalation: dict[tuple[str, str], timedelta]) -> None:
+    """One entry of sla.routes: its urgencies' policies into routes, from_file and escalation; faults into problems."""
+    if route not in ROUTES:
+        problems.append((line_of("sla", "routes", route), f"sla.routes: unknown route {route!r}; "
+                         f"expected one of {', '.join(ROUTES)}"))
+        return
+    if not isinstance(urgencies, dict) or not urgencies:
+        problems.append((line_of("sla", "routes", route), f"sla.routes.{route}: expected urgencies "
+                         f"({', '.join(URGENCY_KEYS)}) with their clocks"))
+        return
+    for raw_urgency, raw in urgencies.items():
+        urgency = str(raw_urgency)
+        if urgency not in URGENCY_KEYS:
+            problems.append((line_of("sla", "routes", route, urgency), f"sla.routes.{route}: unknown urgency "
+                             f"{urgency!r}; expected one of {', '.join(URGENCY_KEYS)}"))
+            continue
+        policy, interval = _entry(raw, ("routes", route, urgency), line_of, problems)
+        if policy is not None:
+            routes.setdefault(route, {})[urgency] = policy
+            from_file.add((route, urgency))
+        if interval is not None:
+            escalation[(route, urgency)] = interval
+
+
 def parse_sla(section: dict[str, Any], *, source: str, line_of: LineOf = lambda *_: None) -> SlaConfig:
     """Validate the sla section and merge it over the built-in policies; raise SlaConfigError with lines."""
     problems: Problems = []
@@ -146,26 +172,7 @@ def parse_sla(section: dict[str, Any], *, source: str, line_of: LineOf = lambda 
         problems.append((line_of("sla", "routes"), "sla.routes: expected a mapping of route to urgencies"))
         raw_routes = {}
     for route, urgencies in raw_routes.items():
-        if route not in ROUTES:
-            problems.append((line_of("sla", "routes", route), f"sla.routes: unknown route {route!r}; "
-                             f"expected one of {', '.join(ROUTES)}"))
-            continue
-        if not isinstance(urgencies, dict) or not urgencies:
-            problems.append((line_of("sla", "routes", route), f"sla.routes.{route}: expected urgencies "
-                             f"({', '.join(URGENCY_KEYS)}) with their clocks"))
-            continue
-        for urgency, raw in urgencies.items():
-            urgency = str(urgency)
-            if urgency not in URGENCY_KEYS:
-                problems.append((line_of("sla", "routes", route, urgency), f"sla.routes.{route}: unknown urgency "
-                                 f"{urgency!r}; expected one of {', '.join(URGENCY_KEYS)}"))
-                continue
-            policy, interval = _entry(raw, ("routes", route, urgency), line_of, problems)
-            if policy is not None:
-                routes.setdefault(route, {})[urgency] = policy
-                from_file.add((route, urgency))
-            if interval is not None:
-                escalation[(route, urgency)] = interval
+        _parse_route(route, urgencies, line_of, problems, routes=routes, from_file=from_file, escalation=escalation)
     default = DEFAULT_POLICIES.default
     if "default" in section:
         policy, interval = _entry(section["default"], ("default",), line_of, problems)

@@ -10,12 +10,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from shared.http import problem
-from shared.municipality import Partner
 from services.intake.metrics import IntakeMetrics
 from services.intake.ratelimit import RateLimiter
 from services.intake.submission import Accepted, Intake, Rejected
 from services.intake.validation import MAX_BODY_BYTES
+from shared.http import problem
+from shared.municipality import Partner
 
 SIGNALS_ROUTE = "/v1/signals"
 
@@ -55,7 +55,8 @@ def _authenticate(state: IntakeState, request: Request) -> Partner | Rejected:
             401, "unauthenticated", "Niet aangemeld", "Geef een geldig token mee in de Authorization-header (Bearer)."))
     if "signals:submit" not in partner.scopes:
         return state.intake.reject(partner.kind, Rejected(
-            403, "forbidden", "Geen toestemming", "Dit token mag geen signalen indienen (scope signals:submit ontbreekt)."))
+            403, "forbidden", "Geen toestemming",
+            "Dit token mag geen signalen indienen (scope signals:submit ontbreekt)."))
     return partner
 
 
@@ -88,7 +89,8 @@ async def _submit(state: IntakeState, request: Request) -> Accepted | Rejected:
     wait = state.limiter.acquire(partner.id)
     if wait is not None:
         return state.intake.reject(partner.kind, Rejected(
-            429, "rate_limited", "Te veel verzoeken", "Er komen te veel signalen tegelijk binnen; probeer het zo opnieuw.",
+            429, "rate_limited", "Te veel verzoeken",
+            "Er komen te veel signalen tegelijk binnen; probeer het zo opnieuw.",
             retry_after=wait))
     payload = await _read_json(state, request, partner)
     if isinstance(payload, Rejected):

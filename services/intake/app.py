@@ -8,10 +8,6 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from shared.http import add_operational_routes
-from shared.logging import configure_logging
-from shared.municipality import Municipality, load_municipality
-from shared.settings import Settings
 from services.intake.api import IntakeState, build_router
 from services.intake.idempotency import IdempotencyStore
 from services.intake.inbound import InboundConsumer
@@ -20,6 +16,10 @@ from services.intake.openapi import install_openapi
 from services.intake.publisher import Publisher
 from services.intake.ratelimit import RateLimiter
 from services.intake.submission import Intake
+from shared.http import add_operational_routes
+from shared.logging import configure_logging
+from shared.municipality import Municipality, load_municipality
+from shared.settings import Settings
 
 
 def create_app(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from services.intake.validation import SignalIn
 from shared.events import Contact, SignalReceived, deterministic_id
 from shared.municipality import Partner
 from shared.pseudonym import family_key, seal, subject_key
 from shared.taxonomy import CATEGORIES
-from services.intake.validation import SignalIn
 
 
 def signal_id_for(*, partner_id: str, idempotency_key: str | None, fallback: str) -> str:

@@ -12,11 +12,11 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from services.intake.ledger import Claim, Done, Ledger, claim_record, done_record, release_record
+from services.intake.publisher import BrokerUnavailable, Publisher
 from shared.metrics import HopMetrics
 from shared.settings import Settings
 from shared.topics import INTAKE_IDEMPOTENCY
-from services.intake.ledger import Claim, Done, Ledger, claim_record, done_record, release_record
-from services.intake.publisher import BrokerUnavailable, Publisher
 
 log = structlog.get_logger(__name__)
 

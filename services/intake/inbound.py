@@ -14,14 +14,14 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from shared.events import CloudEvent
-from shared.kafka import fatal, provenance_headers
-from shared.pseudonym import seal
-from shared.topics import SIGNALS_INBOUND, SIGNALS_INBOUND_DLQ
 from services.intake.publisher import BrokerUnavailable
 from services.intake.signing import IDEMPOTENCY_HEADER, PARTNER_HEADER, SIGNATURE_HEADER, partner_signing_key, verify
 from services.intake.submission import Accepted, Intake, Rejected
 from services.intake.validation import MAX_BODY_BYTES
+from shared.events import CloudEvent
+from shared.kafka import fatal, provenance_headers
+from shared.pseudonym import seal
+from shared.topics import SIGNALS_INBOUND, SIGNALS_INBOUND_DLQ
 
 log = structlog.get_logger(__name__)
 SUBMITTED_TYPE = "nl.schakel.signal.submitted.v1"
@@ -38,7 +38,9 @@ def dead_letter_value(raw: bytes, *, sealing_key: str, topic: str, partition: in
 class InboundConsumer:
     """Reads signals.inbound with manual commits: a record's offset is committed only after its output is acked."""
 
-    def __init__(self, intake: Intake, *, topic: str = SIGNALS_INBOUND.name, dlq_topic: str = SIGNALS_INBOUND_DLQ.name) -> None:
+    def __init__(
+        self, intake: Intake, *, topic: str = SIGNALS_INBOUND.name, dlq_topic: str = SIGNALS_INBOUND_DLQ.name
+    ) -> None:
         self.intake = intake
         self.settings = intake.settings
         self.topic = topic
@@ -105,7 +107,7 @@ class InboundConsumer:
                 log.warning("inbound_output_not_acknowledged", offset=record.offset, retry_in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
-            except Exception as exc:  # noqa: BLE001 - a bug: crash so the supervisor restarts, do not skip
+            except Exception as exc:  # a bug: crash so the supervisor restarts, do not skip
                 fatal(exc)
 
     async def _commit(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
@@ -151,7 +153,7 @@ class InboundConsumer:
             return self.intake.reject(partner_kind, _bad(code, detail)), partner_kind
         return outcome, partner_kind
 
-    async def _check(
+    async def _check(  # noqa: PLR0911 - one early return per way a record is refused
         self, record: ConsumerRecord[bytes, bytes]
     ) -> tuple[Accepted | Rejected | tuple[str, str], str]:
         headers = {name.lower(): value for name, value in (record.headers or ())}

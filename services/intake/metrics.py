@@ -65,4 +65,5 @@ class IntakeMetrics:
 
     def count_dead_letter(self, *, topic: str, reason: str) -> None:
         """Count a record written to the dead-letter topic."""
-        self.hop.dead_letters.labels(topic=topic, reason=reason if reason in REJECTION_REASONS else "invalid_value").inc()
+        known = reason if reason in REJECTION_REASONS else "invalid_value"
+        self.hop.dead_letters.labels(topic=topic, reason=known).inc()

@@ -86,7 +86,7 @@ class Publisher:
                 producer.send_and_wait(topic, value=value, key=raw_key, headers=headers),
                 timeout=self.send_timeout_s,
             )
-        except (KafkaError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, KafkaError) as exc:
             log.warning("kafka_write_failed", topic=topic, error=type(exc).__name__)
             self._replace(producer)
             raise BrokerUnavailable(type(exc).__name__) from exc

@@ -11,16 +11,16 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from shared.events import deterministic_id, encode_event, make_event, utcnow
-from shared.municipality import Municipality, Partner
-from shared.settings import Settings
-from shared.topics import SIGNALS_RECEIVED
 from services.intake.handlers import signal_id_for, to_signal_received
 from services.intake.idempotency import IdempotencyStore
 from services.intake.ledger import fingerprint, key_hash, slot_for
 from services.intake.metrics import IntakeMetrics
 from services.intake.publisher import BrokerUnavailable, Publisher
 from services.intake.validation import SignalIn, describe_errors, parse_signal
+from shared.events import deterministic_id, encode_event, make_event, utcnow
+from shared.municipality import Municipality, Partner
+from shared.settings import Settings
+from shared.topics import SIGNALS_RECEIVED
 
 log = structlog.get_logger(__name__)
 MAX_IDEMPOTENCY_KEY = 255
@@ -116,7 +116,7 @@ class Intake:
             if not lock.locked():
                 self._locks.pop(slot, None)
 
-    async def _submit_once(
+    async def _submit_once(  # noqa: PLR0911 - each idempotency state ends the loop its own way
         self, signal: SignalIn, *, payload: Any, partner: Partner, slot: str, hashed_key: str, channel: str,
         wait_s: float,
     ) -> Accepted | Rejected:
@@ -170,7 +170,9 @@ class Intake:
                         "Een eerder verzoek met deze Idempotency-Key wordt nog verwerkt. Probeer het zo opnieuw.",
                         retry_after=self.settings.intake_retry_after_s)
 
-    async def _publish(self, signal: SignalIn, *, partner: Partner, signal_id: str, channel: str) -> Accepted | Rejected:
+    async def _publish(
+        self, signal: SignalIn, *, partner: Partner, signal_id: str, channel: str
+    ) -> Accepted | Rejected:
         received = to_signal_received(
             signal, partner=partner, signal_id=signal_id, received_at=utcnow(), pseudonym_secret=self._secret,
             sealing_key=self.settings.sealing_key.get_secret_value(),

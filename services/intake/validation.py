@@ -72,10 +72,11 @@ class SignalIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # json_schema_extra documents the rules in the OpenAPI; the validators below enforce them with Dutch codes.
-    category: str = Field(json_schema_extra={"enum": sorted(CATEGORIES)})
+    # ([*sorted(...)] so the codes type as JSON values: json_schema_extra wants a list[JsonValue].)
+    category: str = Field(json_schema_extra={"enum": [*sorted(CATEGORIES)]})
     urgency: Urgency | None = None
     subject: SubjectIn
-    flags: list[str] = Field(default=[], json_schema_extra={"items": {"type": "string", "enum": sorted(FLAGS)}})
+    flags: list[str] = Field(default=[], json_schema_extra={"items": {"type": "string", "enum": [*sorted(FLAGS)]}})
     postcode_area: str | None = Field(default=None, json_schema_extra={"pattern": "^[0-9]{4}$"})
     summary: str | None = Field(default=None, json_schema_extra={"maxLength": MAX_SUMMARY})
     observed_at: datetime | None = None
@@ -87,7 +88,7 @@ class SignalIn(BaseModel):
     @classmethod
     def _category(cls, value: str) -> str:
         if value not in CATEGORIES:
-            raise InputError("unknown_category", f"Onbekende categorie; kies een code uit de taxonomie.")
+            raise InputError("unknown_category", "Onbekende categorie; kies een code uit de taxonomie.")
         return value
 
     @field_validator("flags")

@@ -21,6 +21,7 @@ from typing import Any
 
 import faust
 import structlog
+from faust.types import TableT
 
 from services.notify.digest import DigestSchedule, PendingEntry, PendingItem, recipient_key
 from services.notify.handlers import digest_context, mail_context, signal_id_of
@@ -65,8 +66,8 @@ class NotifyCore:
     retry_base_s: float = 2.0
     retry_max_s: float = 50.0
     schedule: DigestSchedule = field(default_factory=DigestSchedule)
-    sent_log: faust.Table = field(init=False)
-    digest_pending: faust.Table = field(init=False)
+    sent_log: TableT = field(init=False)
+    digest_pending: TableT = field(init=False)
     loop: RecordLoop = field(init=False)
     digest_loop: RecordLoop = field(init=False)
     in_flight_since: float | None = None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from services.notify.digest import PendingItem
 from services.notify.recipients import PlannedMail
-from services.notify.rendering import Deadline, DigestItem, MailContext
+from services.notify.rendering import Clock, Deadline, DigestItem, MailContext, Outcome
 from shared.events import (
     Contract,
     Route,
@@ -20,9 +22,15 @@ from shared.municipality import Municipality
 STEP_NUMBERS = {"handler": 1, "team_lead": 2, "coordinator": 3}
 
 
+# The events notify sends e-mail about (see recipients.plan); each names the signal it is about.
+MailEvent = SignalAssigned | SignalLifecycleChanged | SignalsMatched | SlaWarned | SlaBreached
+
+
 def signal_id_of(event: Contract) -> str:
     """The signal an event is about."""
-    return str(event.signal_id)
+    if not isinstance(event, MailEvent):
+        raise TypeError(f"notify sends no e-mail about {type(event).__name__}")
+    return event.signal_id
 
 
 def signal_url(base_url: str, signal_id: str) -> str:
@@ -34,18 +42,19 @@ def mail_context(event: Contract, mail: PlannedMail, *, municipality: Municipali
     """Only reference, route, body name, urgency, deadlines, outcome and link: never data about the child."""
     url = signal_url(base_url, signal_id_of(event))
     body = municipality.bodies.get(mail.body_id) if mail.body_id else None
-    common = {"recipient_role": mail.recipient.role, "signal_url": url}
+    common: dict[str, Any] = {"recipient_role": mail.recipient.role, "signal_url": url}
     if isinstance(event, SignalAssigned):
         return MailContext(**common, reference=event.reference, route=event.route, body_name=event.body_name,
                            urgency=event.urgency)
     if isinstance(event, SignalLifecycleChanged):
         return MailContext(**common, reference=event.reference, route=event.route, body_name=event.body_name,
-                           urgency=event.urgency, outcome_code=event.outcome)
+                           urgency=event.urgency,
+                           outcome_code=None if event.outcome is None else Outcome(event.outcome))
     if isinstance(event, SlaWarned | SlaBreached):
         step = STEP_NUMBERS.get(event.step, 1) if isinstance(event, SlaBreached) else None
         return MailContext(**common, reference=event.reference, route=event.route, body_name=event.body_name,
-                           urgency=event.urgency, clock=event.clock.value,
-                           deadlines=(Deadline(clock=event.clock.value, due_at=event.due_at),),
+                           urgency=event.urgency, clock=Clock(event.clock.value),
+                           deadlines=(Deadline(clock=Clock(event.clock.value), due_at=event.due_at),),
                            escalation_step=step if mail.kind == "escalation" else None)
     if isinstance(event, SignalsMatched):
         return MailContext(**common, reference=event.reference, route=Route.COORDINATOR,

@@ -138,7 +138,8 @@ def for_lifecycle(event: SignalLifecycleChanged, municipality: Municipality) -> 
 
 def for_warning(event: SlaWarned, municipality: Municipality) -> list[PlannedMail]:
     """The handling body is warned before a term passes."""
-    return _dedupe([PlannedMail("warning", r, event.body_id) for r in _handlers(municipality.bodies.get(event.body_id))])
+    handlers = _handlers(municipality.bodies.get(event.body_id))
+    return _dedupe([PlannedMail("warning", r, event.body_id) for r in handlers])
 
 
 def for_breach(event: SlaBreached, municipality: Municipality) -> list[PlannedMail]:

@@ -18,16 +18,24 @@ from typing import Any
 import faust
 import structlog
 
-from shared.events import (
-    CloudEvent, Contract, LifecycleChange, SignalAssigned, SignalLifecycleChanged, SignalReceived,
-    UndecodableRecord, encode_event, make_event, utcnow,
-)
-from shared.kafka import RecordLoop, publish, raw_topic, send_and_wait
-from shared.topics import SIGNALS_ASSIGNED, SIGNALS_LIFECYCLE, SIGNALS_MATCHED, SIGNALS_RECEIVED, SIGNALS_RECEIVED_DLQ
 from services.routing.config import RoutingConfig
 from services.routing.handlers import SOURCE, assigned_event, hand_off, route_signal
 from services.routing.matching import Seen, look_up, matched_event, remember
 from services.routing.metrics import FAMILY_TOPIC, RoutingMetrics
+from shared.events import (
+    CloudEvent,
+    Contract,
+    LifecycleChange,
+    SignalAssigned,
+    SignalLifecycleChanged,
+    SignalReceived,
+    UndecodableRecord,
+    encode_event,
+    make_event,
+    utcnow,
+)
+from shared.kafka import RecordLoop, publish, raw_topic, send_and_wait
+from shared.topics import SIGNALS_ASSIGNED, SIGNALS_LIFECYCLE, SIGNALS_MATCHED, SIGNALS_RECEIVED, SIGNALS_RECEIVED_DLQ
 
 log = structlog.get_logger(__name__)
 
@@ -37,7 +45,9 @@ def _json_table(app: faust.App, name: str, partitions: int) -> Any:
     return app.Table(name, default=None, partitions=partitions, key_type=str, value_type=None)
 
 
-def register_agents(app: faust.App, *, config: RoutingConfig, metrics: RoutingMetrics) -> list[RecordLoop]:
+def register_agents(  # noqa: PLR0915 - the handlers are closures over the app, tables and metrics
+    app: faust.App, *, config: RoutingConfig, metrics: RoutingMetrics
+) -> list[RecordLoop]:
     """Attach routing's agents and tables to the faust app; returns their record loops."""
     partitions = SIGNALS_RECEIVED.partitions
     subjects = _json_table(app, "routing-subjects", partitions)

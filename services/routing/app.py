@@ -5,14 +5,14 @@ from __future__ import annotations
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from services.routing.agents import register_agents
+from services.routing.config import RoutingConfig
+from services.routing.metrics import RoutingMetrics
 from shared.kafka import create_faust_app
 from shared.logging import configure_logging
 from shared.municipality import Municipality
 from shared.settings import Settings
 from shared.stream_service import stream_service_api
-from services.routing.agents import register_agents
-from services.routing.config import RoutingConfig
-from services.routing.metrics import RoutingMetrics
 
 
 class RoutingSettings(Settings):

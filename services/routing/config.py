@@ -13,9 +13,9 @@ from pathlib import Path
 
 import structlog
 
-from shared.municipality import ConfigError, Municipality, load_municipality
 from services.routing.metrics import RoutingMetrics
 from services.routing.rules import RuleBook, parse_rulebook
+from shared.municipality import ConfigError, Municipality, load_municipality
 
 log = structlog.get_logger(__name__)
 

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from shared.events import CloudEvent, SignalAssigned, SignalLifecycleChanged, SignalReceived, deterministic_id, make_event
-from shared.municipality import Municipality
 from services.routing.matching import MatchState
 from services.routing.rules import Decision, Facts, RuleBook
+from shared.events import (
+    CloudEvent,
+    SignalAssigned,
+    SignalLifecycleChanged,
+    SignalReceived,
+    Urgency,
+    deterministic_id,
+    make_event,
+)
+from shared.municipality import Municipality
 
 SOURCE = "schakel/routing"
 
@@ -69,7 +77,7 @@ def _assigned(decision: Decision, facts: Facts, *, now: datetime, attempt: int, 
     body = decision.body
     return SignalAssigned(
         **base,  # type: ignore[arg-type]
-        category=facts.category, urgency=facts.urgency, route=body.route, body_id=body.id, body_name=body.name,
+        category=facts.category, urgency=Urgency(facts.urgency), route=body.route, body_id=body.id, body_name=body.name,
         rule_id=decision.rule_id, rule_description=decision.description, facts=decision.facts,
         partner_kind=facts.partner_kind, school_brin=facts.school_brin, postcode_area=facts.postcode_area,
         flags=sorted(facts.flags), matched=facts.matched, match_partner_kinds=sorted(facts.match_partner_kinds),

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from services.routing.rules import HANDOFF_EXHAUSTED, SYMBOLIC_TARGETS, RuleBook
 from shared.events import Route
-from shared.municipality import Municipality
 from shared.metrics import LATENCY_BUCKETS, RECORD_DEAD_LETTER_REASONS, HopMetrics, combos, precreate
+from shared.municipality import Municipality
+from shared.topics import SIGNALS_ASSIGNED, SIGNALS_LIFECYCLE, SIGNALS_MATCHED, SIGNALS_RECEIVED, SIGNALS_RECEIVED_DLQ
 
 # The internal topic routing repartitions first assignments through, keyed by family key.
 FAMILY_TOPIC = "schakel-routing-by-family"
-from shared.topics import SIGNALS_ASSIGNED, SIGNALS_LIFECYCLE, SIGNALS_MATCHED, SIGNALS_RECEIVED, SIGNALS_RECEIVED_DLQ
-from services.routing.rules import HANDOFF_EXHAUSTED, SYMBOLIC_TARGETS, RuleBook
 
 ROUTES = tuple(route.value for route in Route)
 

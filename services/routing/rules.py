@@ -11,7 +11,7 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -279,6 +279,23 @@ def _parse(section: dict[str, Any], municipality: Municipality, *, lines: dict[P
     problems: list[Problem] = []
     if spec.default is None:
         problems.append((line(), "routing has no default rule: add `default:` with a target (e.g. coordinator)"))
+    problems += _check_rules(spec, municipality, line)
+    problems += _check_default(spec, municipality, line)
+    if problems:
+        return None, problems
+    assert spec.default is not None
+    rules = tuple(Rule(r.id, r.description, r.when, r.target, tuple(r.handoff), tuple(r.inform)) for r in spec.rules)
+    problems += _shadowed(rules, municipality, lambda i: line("rules", i))
+    if problems:
+        return None, problems
+    default = Rule(spec.default.id, spec.default.description, WhenSpec(), spec.default.target,
+                   inform=tuple(spec.default.inform), is_default=True)
+    return RuleBook(rules, default, timedelta(days=spec.match_window_days)), []
+
+
+def _check_rules(spec: RoutingSpec, municipality: Municipality, line: Callable[..., int | None]) -> list[Problem]:
+    """Problems of the rules: duplicate ids, empty conditions, unknown patterns and bodies."""
+    problems: list[Problem] = []
     seen_ids: dict[str, int] = {}
     for i, rule in enumerate(spec.rules):
         if rule.id in seen_ids:
@@ -292,24 +309,22 @@ def _parse(section: dict[str, Any], municipality: Municipality, *, lines: dict[P
                 if not _target_known(target, municipality):
                     where = line("rules", i, key) if key == "target" else line("rules", i, key, j)
                     problems.append((where, f"rule {rule.id!r}: unknown body {target!r}"))
-    if spec.default is not None:
-        for key, targets in (("target", [spec.default.target]), ("inform", spec.default.inform)):
-            for j, target in enumerate(targets):
-                if target in SYMBOLIC_TARGETS:
-                    problems.append((line("default", key), f"the default needs a fixed body, not {target!r}"))
-                elif target not in municipality.bodies:
-                    where = line("default", key) if key == "target" else line("default", key, j)
-                    problems.append((where, f"default: unknown body {target!r}"))
-    if problems:
-        return None, problems
-    assert spec.default is not None
-    rules = tuple(Rule(r.id, r.description, r.when, r.target, tuple(r.handoff), tuple(r.inform)) for r in spec.rules)
-    problems += _shadowed(rules, municipality, lambda i: line("rules", i))
-    if problems:
-        return None, problems
-    default = Rule(spec.default.id, spec.default.description, WhenSpec(), spec.default.target,
-                   inform=tuple(spec.default.inform), is_default=True)
-    return RuleBook(rules, default, timedelta(days=spec.match_window_days)), []
+    return problems
+
+
+def _check_default(spec: RoutingSpec, municipality: Municipality, line: Callable[..., int | None]) -> list[Problem]:
+    """Problems of the default rule: it needs fixed, known bodies."""
+    problems: list[Problem] = []
+    if spec.default is None:
+        return problems
+    for key, targets in (("target", [spec.default.target]), ("inform", spec.default.inform)):
+        for j, target in enumerate(targets):
+            if target in SYMBOLIC_TARGETS:
+                problems.append((line("default", key), f"the default needs a fixed body, not {target!r}"))
+            elif target not in municipality.bodies:
+                where = line("default", key) if key == "target" else line("default", key, j)
+                problems.append((where, f"default: unknown body {target!r}"))
+    return problems
 
 
 def _target_known(target: str, municipality: Municipality) -> bool:
@@ -359,8 +374,9 @@ def _region(rule: Rule, municipality: Municipality) -> Region:
         "flags": frozenset(s for s in flagsets
                            if (w.flags is None or any(_any(w.flags, f) for f in s))
                            and (w.match is None or w.match == ("MATCH" in s))),
-        "match_partner_kind": frozenset(s for s in kindsets
-                                        if w.match_partner_kind is None or any(_any(w.match_partner_kind, k) for k in s)),
+        "match_partner_kind": frozenset(
+            s for s in kindsets if w.match_partner_kind is None or any(_any(w.match_partner_kind, k) for k in s)
+        ),
     }
     # A symbolic target only exists for some signals: the rule passes the others on.
     if rule.target in (SCHOOL_ZAT, SCHOOL_AF):
