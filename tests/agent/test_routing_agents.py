@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -10,16 +9,25 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from services.routing import agents as routing_agents
+from services.routing.config import RoutingConfig
+from services.routing.metrics import RoutingMetrics
 from shared.events import (
-    Contact, LifecycleChange, SignalAssigned, SignalLifecycleChanged, SignalReceived, SignalsMatched, Urgency,
-    decode_event, deterministic_id, encode_event, make_event,
+    Contact,
+    LifecycleChange,
+    SignalAssigned,
+    SignalLifecycleChanged,
+    SignalReceived,
+    SignalsMatched,
+    Urgency,
+    decode_event,
+    deterministic_id,
+    encode_event,
+    make_event,
 )
 from shared.kafka import create_faust_app
 from shared.municipality import load_municipality
 from shared.settings import REPO_ROOT, Settings
-from services.routing import agents as routing_agents
-from services.routing.config import RoutingConfig
-from services.routing.metrics import RoutingMetrics
 
 EXAMPLE = REPO_ROOT / "examples" / "gemeente-voorbeeld.yaml"
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -81,8 +89,9 @@ async def feed(harness: Harness, agent_name: str, records: list[tuple[str, Any]]
     async with agent.test_context() as ctx:
         for key, payload in records:
             subject = getattr(payload, "signal_id", "x")
-            event = make_event(payload, source="test", subject=subject, event_id=deterministic_id("in", subject,
-                               type(payload).__name__, str(getattr(payload, "attempt", 0)), str(getattr(payload, "change", ""))))
+            event_id = deterministic_id("in", subject, type(payload).__name__, str(getattr(payload, "attempt", 0)),
+                                        str(getattr(payload, "change", "")))
+            event = make_event(payload, source="test", subject=subject, event_id=event_id)
             await ctx.put(encode_event(event), key=key.encode())
 
 
@@ -117,7 +126,9 @@ async def test_redelivered_signals_are_not_routed_or_matched_twice(harness: Harn
     assert len(harness.of("signals.assigned")) == 2
     assert len(harness.of("signals.matched")) == 1
     ids = [e.id for e in harness.of("signals.assigned")]
-    assert ids == [deterministic_id("assigned", school.signal_id, "1"), deterministic_id("assigned", police.signal_id, "1")]
+    assert ids == [
+        deterministic_id("assigned", school.signal_id, "1"), deterministic_id("assigned", police.signal_id, "1"),
+    ]
 
 
 @pytest.mark.asyncio

@@ -14,9 +14,9 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from schakel.kafka_broker import free_port
 from schakel.processes import ServiceProcess
+from services.intake.signing import PARTNER_HEADER, SIGNATURE_HEADER, partner_signing_key, sign
 from shared.municipality import MunicipalityInfo, hash_token
 from shared.settings import REPO_ROOT, Settings
-from services.intake.signing import PARTNER_HEADER, SIGNATURE_HEADER, partner_signing_key, sign
 
 EXAMPLE = REPO_ROOT / "examples" / "gemeente-voorbeeld.yaml"
 READ_ONLY_PARTNER = "alleen-bijwerken"
@@ -72,7 +72,9 @@ def settings_for(bootstrap: str, directory: Path, **extra: Any) -> Settings:
     return Settings(**{**values, **extra})
 
 
-def start_intake(directory: Path, *, bootstrap: str, config: Path, name: str = "intake", **extra: str) -> ServiceProcess:
+def start_intake(
+    directory: Path, *, bootstrap: str, config: Path, name: str = "intake", **extra: str
+) -> ServiceProcess:
     """Start intake as its own process on a free port and wait until it is ready."""
     process = ServiceProcess(
         "intake", free_port(), intake_env(bootstrap=bootstrap, config=config, state_dir=directory / "state", **extra),

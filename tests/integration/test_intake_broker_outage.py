@@ -10,7 +10,14 @@ import pytest
 
 from schakel.kafka_broker import Broker
 from tests.integration.intake_support import (
-    auth, received_events, send_inbound, signal_body, start_intake, submitted_event, wait_until, write_municipality,
+    auth,
+    received_events,
+    send_inbound,
+    signal_body,
+    start_intake,
+    submitted_event,
+    wait_until,
+    write_municipality,
 )
 
 pytestmark = pytest.mark.kafka

@@ -8,7 +8,14 @@ from kafka import KafkaAdminClient
 
 from schakel.kafka_broker import Broker
 from tests.integration.intake_support import (
-    auth, read_topic, received_events, send_inbound, signal_body, start_intake, submitted_event, wait_until,
+    auth,
+    read_topic,
+    received_events,
+    send_inbound,
+    signal_body,
+    start_intake,
+    submitted_event,
+    wait_until,
     write_municipality,
 )
 
@@ -22,7 +29,8 @@ CANARIES = (CANARY_NAME, CANARY_BSN, CANARY_PUPIL)
 
 def canary_body(**overrides: object) -> dict[str, object]:
     return signal_body(
-        subject={"bsn": CANARY_BSN, "school_brin": "12AB", "pupil_ref": CANARY_PUPIL, "family_ref": f"gezin {CANARY_NAME}"},
+        subject={"bsn": CANARY_BSN, "school_brin": "12AB", "pupil_ref": CANARY_PUPIL,
+                 "family_ref": f"gezin {CANARY_NAME}"},
         summary=f"{CANARY_NAME} (BSN {CANARY_BSN}, leerling {CANARY_PUPIL}) is vaak afwezig.", **overrides,
     )
 
@@ -32,11 +40,13 @@ def test_canary_name_bsn_and_pupil_number_never_appear_in_clear_text(fresh_kafka
                           SCHAKEL_LOG_LEVEL="DEBUG")
     url = f"{intake.base_url}/v1/signals"
     try:
-        accepted = httpx.post(url, json=canary_body(), headers={**auth(), "Idempotency-Key": f"key-{CANARY_BSN}"}, timeout=30)
+        accepted = httpx.post(url, json=canary_body(), headers={**auth(), "Idempotency-Key": f"key-{CANARY_BSN}"},
+                              timeout=30)
         assert accepted.status_code == 202
         assert httpx.post(url, json=canary_body(), headers={**auth(), "Idempotency-Key": f"key-{CANARY_BSN}"},
                           timeout=30).status_code == 202
-        refused = httpx.post(url, json=canary_body(category="XYZ", postcode_area=CANARY_BSN), headers=auth(), timeout=30)
+        refused = httpx.post(url, json=canary_body(category="XYZ", postcode_area=CANARY_BSN), headers=auth(),
+                             timeout=30)
         assert refused.status_code == 422 and not any(c in refused.text for c in CANARIES)
         bad_bsn = canary_body()
         bad_bsn["subject"] = {"bsn": CANARY_BSN[:-1] + "9", "pupil_ref": CANARY_PUPIL}

@@ -13,7 +13,13 @@ from fastapi.testclient import TestClient
 from schakel.kafka_broker import Broker
 from services.intake.app import create_app
 from tests.integration.intake_support import (
-    OTHER_BSN, READ_ONLY_PARTNER, auth, received_events, settings_for, signal_body, wait_until,
+    OTHER_BSN,
+    READ_ONLY_PARTNER,
+    auth,
+    received_events,
+    settings_for,
+    signal_body,
+    wait_until,
 )
 
 pytestmark = pytest.mark.kafka
@@ -57,9 +63,11 @@ VALIDATION_CASES = [
     ("summary over 500 characters", {"summary": "x" * 501}, "summary_too_long", "summary", "500"),
     ("unknown flag", {"flags": ["MATCH"]}, "unknown_flag", "flags", "Onbekende vlag"),
     ("observation in the future", {"observed_at": FUTURE}, "observed_in_future", "observed_at", "toekomst"),
-    ("observation without time zone", {"observed_at": "2025-01-01T10:00:00"}, "naive_datetime", "observed_at", "tijdzone"),
+    ("observation without time zone", {"observed_at": "2025-01-01T10:00:00"}, "naive_datetime", "observed_at",
+     "tijdzone"),
     ("unknown legal basis", {"legal_basis": "zomaar"}, "unknown_legal_basis", "legal_basis", "grondslag"),
-    ("bad reporter e-mail", {"reporter": {"name": "X", "email": "geen-adres"}}, "invalid_email", "reporter.email", "e-mailadres"),
+    ("bad reporter e-mail", {"reporter": {"name": "X", "email": "geen-adres"}}, "invalid_email", "reporter.email",
+     "e-mailadres"),
     ("unknown field", {"child_name": "Jan"}, "unknown_field", "child_name", "onbekend"),
     ("category of the wrong type", {"category": 7}, "wrong_type", "category", "tekst"),
 ]
@@ -119,13 +127,15 @@ def test_a_body_that_is_not_json_is_refused_with_415(client: TestClient) -> None
     assert_problem(response, status=415, code="unsupported_media_type")
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b"[" * 60000, b"\xff\xfe", b""], ids=["broken", "deep", "binary", "empty"])
+@pytest.mark.parametrize("raw", [b"{not json", b"[" * 60000, b"\xff\xfe", b""],
+                         ids=["broken", "deep", "binary", "empty"])
 def test_broken_json_is_a_400_never_a_5xx(client: TestClient, raw: bytes) -> None:
     response = client.post("/v1/signals", content=raw, headers={**auth(), "Content-Type": "application/json"})
     assert_problem(response, status=400, code="bad_json")
 
 
-@pytest.mark.parametrize("payload", [[], "PEST", 42, None, {"subject": []}], ids=["list", "string", "number", "null", "subject_list"])
+@pytest.mark.parametrize("payload", [[], "PEST", 42, None, {"subject": []}],
+                         ids=["list", "string", "number", "null", "subject_list"])
 def test_json_of_the_wrong_shape_is_a_422(client: TestClient, payload: Any) -> None:
     assert post(client, payload).status_code == 422
 
@@ -155,7 +165,8 @@ def test_school_and_police_reporting_the_same_bsn_give_the_same_subject_key(clie
     school = post(client, signal_body(subject={"bsn": OTHER_BSN, "school_brin": "12AB", "pupil_ref": "9"})).json()
     police = post(client, signal_body(category="OVERL", subject={"bsn": OTHER_BSN}), partner="politie-basisteam").json()
     keys = {
-        wait_until(lambda sid=sid: received_events(kafka.bootstrap, signal_id=sid), timeout=20)[0]["data"]["subject_key"]
+        wait_until(lambda sid=sid: received_events(kafka.bootstrap, signal_id=sid),
+                   timeout=20)[0]["data"]["subject_key"]
         for sid in (school["signal_id"], police["signal_id"])
     }
     assert len(keys) == 1

@@ -41,7 +41,9 @@ def records_for(kafka: Broker, signal_id: str) -> int:
     return len(received_events(kafka.bootstrap, signal_id=signal_id))
 
 
-def test_five_sequential_retries_give_one_signal_and_the_same_answer(intakes: list[ServiceProcess], kafka: Broker) -> None:
+def test_five_sequential_retries_give_one_signal_and_the_same_answer(
+    intakes: list[ServiceProcess], kafka: Broker
+) -> None:
     key = str(uuid.uuid4())
     responses = [submit(intakes[i % 2], key) for i in range(5)]
     assert {r.status_code for r in responses} == {202}

@@ -13,10 +13,17 @@ import pytest
 
 from schakel.kafka_broker import Broker
 from schakel.processes import ServiceProcess
-from shared.pseudonym import unseal
 from services.intake.validation import MAX_BODY_BYTES
+from shared.pseudonym import unseal
 from tests.integration.intake_support import (
-    SEALING_KEY, read_topic, received_events, send_inbound, signal_body, start_intake, submitted_event, wait_until,
+    SEALING_KEY,
+    read_topic,
+    received_events,
+    send_inbound,
+    signal_body,
+    start_intake,
+    submitted_event,
+    wait_until,
     write_municipality,
 )
 
@@ -91,13 +98,15 @@ BAD_RECORDS = [
     ("schema_violation", dict(value=submitted_event(signal_body(category="XYZ", summary="MARK"))), "unknown_category"),
     ("bad_bsn", dict(value=submitted_event(signal_body(subject={"bsn": "123456789"}, summary="MARK"))), "invalid_bsn"),
     ("not_a_cloudevent", dict(value=json.dumps({"category": "PEST", "x": "MARK"}).encode()), "bad_envelope"),
-    ("wrong_type", dict(value=submitted_event(signal_body(summary="MARK")).replace(b"signal.submitted", b"signal.other")),
+    ("wrong_type",
+     dict(value=submitted_event(signal_body(summary="MARK")).replace(b"signal.submitted", b"signal.other")),
      "unknown_event_type"),
     ("oversize", dict(value=submitted_event(signal_body(summary="MARK" + "x" * MAX_BODY_BYTES))), "payload_too_large"),
     ("unsigned", dict(value=submitted_event(signal_body(summary="MARK")), signature=None), "bad_signature"),
     ("forged", dict(value=submitted_event(signal_body(summary="MARK")), signature="v1=00"), "bad_signature"),
     ("no_partner", dict(value=submitted_event(signal_body(summary="MARK")), partner=None), "missing_partner"),
-    ("unknown_partner", dict(value=submitted_event(signal_body(summary="MARK")), partner="onbekend"), "unknown_partner"),
+    ("unknown_partner", dict(value=submitted_event(signal_body(summary="MARK")), partner="onbekend"),
+     "unknown_partner"),
 ]
 
 

@@ -27,6 +27,8 @@ def test_a_partner_over_its_rate_gets_429_with_retry_after_and_others_go_on(kafk
         assert limited.headers["content-type"].startswith("application/problem+json")
         assert limited.json()["code"] == "rate_limited"
         assert 1 <= int(limited.headers["retry-after"]) <= 10
-        other = client.post("/v1/signals", content=body, headers={**auth("politie-basisteam"), "Content-Type": "application/json"})
+        other = client.post("/v1/signals", content=body,
+                            headers={**auth("politie-basisteam"), "Content-Type": "application/json"})
         assert other.status_code == 202
-        assert 'intake_signals_rejected_total{partner_kind="school",reason="rate_limited"} 1.0' in client.get("/metrics").text
+        rejected = 'intake_signals_rejected_total{partner_kind="school",reason="rate_limited"} 1.0'
+        assert rejected in client.get("/metrics").text

@@ -92,10 +92,12 @@ def publish(fresh_kafka: Broker) -> Iterator[Publisher]:
 
 def assigned(n: int, **overrides: Any) -> SignalAssigned:
     fields: dict[str, Any] = {
-        "signal_id": f"sig-{n}", "reference": f"SK-2026-{n:06d}", "category": "KLAS", "urgency": Urgency.U2, "route": Route.ZAT,
+        "signal_id": f"sig-{n}", "reference": f"SK-2026-{n:06d}", "category": "KLAS", "urgency": Urgency.U2,
+        "route": Route.ZAT,
         "body_id": "zat-12ab", "body_name": "ZAT OBS De Linde", "rule_id": "zat", "rule_description": "zat",
         "partner_id": "obs-de-linde", "partner_kind": "school", "school_brin": "12AB",
-        "reporter": Contact(name="Leerkracht", email=f"melder{n}@delinde.example"), "received_at": T0, "assigned_at": T0,
+        "reporter": Contact(name="Leerkracht", email=f"melder{n}@delinde.example"),
+        "received_at": T0, "assigned_at": T0,
     }
     return SignalAssigned(**{**fields, **overrides})
 
@@ -105,7 +107,8 @@ def lifecycle(n: int, change: LifecycleChange, **overrides: Any) -> SignalLifecy
         "signal_id": f"sig-{n}", "reference": f"SK-2026-{n:06d}", "change": change, "status": str(change),
         "actor_partner_id": "obs-de-linde", "route": Route.ZAT, "body_id": "zat-12ab", "body_name": "ZAT OBS De Linde",
         "urgency": Urgency.U2, "outcome": "hulp_ingezet" if change is LifecycleChange.CLOSED else None,
-        "reporter": Contact(name="Leerkracht", email=f"melder{n}@delinde.example"), "reporter_partner_id": "obs-de-linde",
+        "reporter": Contact(name="Leerkracht", email=f"melder{n}@delinde.example"),
+        "reporter_partner_id": "obs-de-linde",
         "at": T0}
     return SignalLifecycleChanged(**{**fields, **overrides})
 

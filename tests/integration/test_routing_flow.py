@@ -17,8 +17,18 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from schakel.kafka_broker import Broker, free_port
 from schakel.processes import ServiceProcess
 from shared.events import (
-    CloudEvent, Contact, LifecycleChange, SignalAssigned, SignalLifecycleChanged, SignalReceived, SignalsMatched,
-    Urgency, decode_event, deterministic_id, encode_event, make_event,
+    CloudEvent,
+    Contact,
+    LifecycleChange,
+    SignalAssigned,
+    SignalLifecycleChanged,
+    SignalReceived,
+    SignalsMatched,
+    Urgency,
+    decode_event,
+    deterministic_id,
+    encode_event,
+    make_event,
 )
 from shared.pseudonym import subject_key
 from shared.settings import REPO_ROOT
@@ -121,7 +131,7 @@ def test_the_seed_story_matches_once_and_escalates_to_oov_with_the_coordinator_i
     school = signal(1, bsn=child, partner="obs-de-linde", kind="school", category="EMO", school="12AB",
                     postcode="3511")  # fights, a short fuse
     routing.send("signals.received", school.subject_key, school, received_event_id(school))
-    wait_until(lambda: routing.assigned(), timeout=30, message="school signal assigned")
+    wait_until(routing.assigned, timeout=30, message="school signal assigned")
     police = signal(2, bsn=child, partner="politie-basisteam", kind="police", category="OVERL", postcode="3511",
                     flags=["GROUP_LINK", "SIBLING_LINK"], at=T0 + timedelta(days=5))  # nights, older brother's group
     burglary = signal(3, bsn=child, partner="politie-basisteam", kind="police", category="CRIM", postcode="3511",
@@ -162,7 +172,7 @@ def test_a_rejected_signal_is_rerouted_once_then_goes_to_the_coordinator(routing
     s = signal(10, bsn="111222333", partner="obs-de-linde", kind="school", category="KLAS", school="12AB",
                postcode="3511")
     routing.send("signals.received", s.subject_key, s, received_event_id(s))
-    first = wait_until(lambda: routing.assigned(), timeout=30, message="first assignment")[0]
+    first = wait_until(routing.assigned, timeout=30, message="first assignment")[0]
     assert (first.body_id, first.attempt) == ("zat-12ab", 1)
     rejected = rejection(first)
     for _ in range(2):  # a redelivered rejection must not hand off twice
@@ -226,7 +236,8 @@ def test_replaying_signals_received_into_a_fresh_consumer_group_gives_the_same_a
         out: dict[str, set[tuple[Any, ...]]] = {}
         for _, envelope, a in records:
             out.setdefault(a.signal_id, set()).add(
-                (envelope.id, a.body_id, a.rule_id, a.attempt, a.matched, tuple(a.inform_body_ids), json.dumps(a.facts)))
+                (envelope.id, a.body_id, a.rule_id, a.attempt, a.matched, tuple(a.inform_body_ids),
+                 json.dumps(a.facts)))
         return out
 
     first_pass, both = decisions(before), decisions(after)

@@ -213,7 +213,7 @@ async def test_starttls_is_used_when_configured_and_the_certificate_is_verified(
         await plain.close()
         assert refused.value.code == 530
         unverified = sender_for(sink, starttls=True)  # the system store does not trust this certificate
-        with pytest.raises(TransientSmtpError, match="SSL|certificate"):
+        with pytest.raises(TransientSmtpError, match=r"SSL|certificate"):
             await unverified.send(message(4))
         await unverified.close()
     assert len(sink.messages) == 2

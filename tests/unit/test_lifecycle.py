@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.events import Contact, LifecycleChange, Route, SignalAssigned, Urgency
 from services.feedback.lifecycle import ChangeRequest, SignalRecord, Status, apply, check, on_assigned
+from shared.events import Contact, LifecycleChange, Route, SignalAssigned, Urgency
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 REPORTER = "politie-basisteam"

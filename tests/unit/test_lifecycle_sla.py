@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from shared.events import LifecycleChange, SlaBreached, SlaWarned
 from services.feedback.breaches import due_emissions, emission_event_id, sla_event
 from services.feedback.calendar import DutchCalendar
 from services.feedback.lifecycle import ChangeRequest, SignalRecord, Status, apply, on_assigned
 from services.feedback.sla import SlaPolicy, compute_deadlines
+from shared.events import LifecycleChange, SlaBreached, SlaWarned
 from tests.unit.test_lifecycle import BODY, assigned
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

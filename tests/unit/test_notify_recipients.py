@@ -129,7 +129,8 @@ def test_other_lifecycle_changes_of_a_zat_signal_mail_nobody(change: LifecycleCh
 def sla(model: type, **extra: object) -> object:
     fields: dict[str, object] = {
         "signal_id": "s1", "reference": "SK-2026-000001", "clock": Clock.ACKNOWLEDGE, "due_at": T0, "route": Route.ZAT,
-        "body_id": "zat-12ab", "body_name": "ZAT", "urgency": Urgency.U2, "reporter_partner_id": "obs-de-linde", "at": T0}
+        "body_id": "zat-12ab", "body_name": "ZAT", "urgency": Urgency.U2, "reporter_partner_id": "obs-de-linde",
+        "at": T0}
     return model(**{**fields, **extra})
 
 

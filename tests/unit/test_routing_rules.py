@@ -10,11 +10,11 @@ from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from schakel.cli import main
-from shared.municipality import ConfigError, build_municipality, load_municipality, parse_yaml_with_lines
-from shared.settings import REPO_ROOT
 from services.routing.config import RoutingConfig
 from services.routing.metrics import RoutingMetrics
 from services.routing.rules import Facts, parse_rulebook
+from shared.municipality import ConfigError, build_municipality, load_municipality, parse_yaml_with_lines
+from shared.settings import REPO_ROOT
 
 EXAMPLE = REPO_ROOT / "examples" / "gemeente-voorbeeld.yaml"
 GOLDEN = REPO_ROOT / "examples" / "routing-golden.yaml"
@@ -60,7 +60,9 @@ def test_the_golden_table_covers_every_category_urgency_flag_and_escalation() ->
     assert urgencies == {"U0", "U1", "U2", "U3"}
     assert set(FLAGS) <= {f for r in rows for f in r.get("flags", [])}
     assert any(r.get("match") for r in rows) and any(r.get("tried") for r in rows)
-    assert {r["expect"]["rule"] for r in rows} >= {"match-politie", "meldcode", "acuut", "spoed-u0", "coordinator-triage"}
+    assert {r["expect"]["rule"] for r in rows} >= {
+        "match-politie", "meldcode", "acuut", "spoed-u0", "coordinator-triage",
+    }
 
 
 def test_a_mismatch_in_a_table_exits_non_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -152,7 +154,8 @@ def test_a_shadowed_rule_is_refused_with_its_line_and_the_rule_that_shadows_it()
 """ + GOOD_DEFAULT)
     first = line_of(text, "- id: school")
     assert refused(text) == [(line_of(text, "- id: klas-groep"),
-                              f"rule 'klas-groep' is unreachable: rule 'school' (line {first}) catches every signal it would")]
+                              f"rule 'klas-groep' is unreachable: rule 'school' (line {first}) "
+                              "catches every signal it would")]
 
 
 def test_a_symbolic_target_leaves_signals_without_it_to_later_rules() -> None:
@@ -178,7 +181,9 @@ def test_a_missing_default_is_refused_at_the_routing_line() -> None:
       when: {category: KLAS}
       target: school_zat
 """)
-    assert refused(text)[0] == (line_of(text, "  rules:"), "routing has no default rule: add `default:` with a target (e.g. coordinator)")
+    assert refused(text)[0] == (
+        line_of(text, "  rules:"), "routing has no default rule: add `default:` with a target (e.g. coordinator)"
+    )
 
 
 def test_contradictory_conditions_and_empty_conditions_are_refused() -> None:

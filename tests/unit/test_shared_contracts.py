@@ -10,8 +10,16 @@ import pytest
 import structlog
 
 from shared.events import (
-    Contact, SignalReceived, UndecodableRecord, Urgency, decode_as, decode_event, deterministic_id, encode_event,
-    make_event, utcnow,
+    Contact,
+    SignalReceived,
+    UndecodableRecord,
+    Urgency,
+    decode_as,
+    decode_event,
+    deterministic_id,
+    encode_event,
+    make_event,
+    utcnow,
 )
 from shared.logging import configure_logging, redact_personal_data
 from shared.municipality import ConfigError, hash_token, load_municipality
@@ -132,7 +140,7 @@ def test_a_broken_municipality_file_is_refused_with_the_line(tmp_path: Path) -> 
     broken.write_text(text)
     with pytest.raises(ConfigError) as caught:
         load_municipality(broken)
-    line = next(i for i, l in enumerate(text.splitlines(), 1) if "partner: onbekend" in l)
+    line = next(i for i, text_line in enumerate(text.splitlines(), 1) if "partner: onbekend" in text_line)
     assert caught.value.problems[0][0] == line
     assert "onbekend" in caught.value.problems[0][1]
 

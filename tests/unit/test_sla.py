@@ -101,7 +101,7 @@ def test_iso_and_plain_durations_are_parsed(text: str, months: int, days: int, s
     ],
 )
 def test_bad_term_strings_are_refused_with_a_clear_message(text: str) -> None:
-    with pytest.raises(ValueError, match="SLA term|must be positive"):
+    with pytest.raises(ValueError, match=r"SLA term|must be positive"):
         ClockTerm.parse(text)
 
 
