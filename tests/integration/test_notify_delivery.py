@@ -278,13 +278,14 @@ def test_sigkill_right_after_the_server_accepted_costs_at_most_one_duplicate(sys
             dead.set()
 
     system.sink.on_accept = kill_after_accept
-    armed.set()
-    signals = 10
-    for n in range(400, 400 + signals):
-        publish(assigned(n))
-    expected = signals * 3
+    # Each kill gets a batch of its own, published once notify is ready again: a restarted notify may
+    # deliver everything still due before the next kill is armed, so a single batch can run dry.
+    batch = 4
     restarts = []
-    for _ in range(kills):
+    for k in range(kills):
+        armed.set()
+        for n in range(400 + k * batch, 400 + (k + 1) * batch):
+            publish(assigned(n))
         wait_until(dead.is_set, timeout=60, what="a kill")
         wait_until(lambda: not notify.alive(), timeout=10, what="notify dead")
         dead.clear()
@@ -292,8 +293,7 @@ def test_sigkill_right_after_the_server_accepted_costs_at_most_one_duplicate(sys
         notify.start()
         notify.wait_ready()
         restarts.append(time.monotonic() - started)
-        if len(restarts) < kills:
-            armed.set()
+    expected = kills * batch * 3
     system.sink.on_accept = None
     wait_until(lambda: len({str(m.message["Message-ID"]) for m in system.sink.messages}) >= expected, timeout=90,
                what=f"{expected} distinct mails")
