@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+SECRET_FIELDS = ("pseudonym_secret", "sealing_key", "inbound_signing_secret")
 
 
 class Settings(BaseSettings):
@@ -15,6 +19,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SCHAKEL_", extra="ignore")
 
+    # In production the development secrets below are refused at start-up.
+    environment: Literal["development", "production"] = "development"
     kafka_bootstrap: str = "127.0.0.1:19092"
     state_dir: Path = REPO_ROOT / ".state"
     config: Path = REPO_ROOT / "examples" / "gemeente-voorbeeld.yaml"
@@ -56,6 +62,17 @@ class Settings(BaseSettings):
     inbound_signing_secret: SecretStr = SecretStr("development-only-inbound-signing-secret")
     # feedback: how often the SLA sweep scans the lifecycle table for due warnings, breaches, escalations.
     sla_sweep_interval_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _no_development_secrets_in_production(self) -> Self:
+        if self.environment == "production":
+            weak = [name for name in SECRET_FIELDS
+                    if getattr(self, name).get_secret_value().startswith("development-only")
+                    or len(getattr(self, name).get_secret_value()) < 32]
+            if weak:
+                names = ", ".join(f"SCHAKEL_{name.upper()}" for name in weak)
+                raise ValueError(f"production needs real secrets (at least 32 characters) for {names}")
+        return self
 
     def service_state_dir(self, service: str) -> Path:
         """Directory for one service's local state (tables, logs)."""

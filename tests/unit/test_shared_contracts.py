@@ -169,3 +169,23 @@ def test_a_consumer_counts_as_stalled_only_when_records_wait_and_nothing_moves(
     from shared.kafka import is_stalled
 
     assert is_stalled(busy=busy, ready=ready, lag=lag, idle_s=idle_s, after_s=120.0) is stalled
+
+
+def test_production_refuses_the_development_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from shared.settings import Settings
+
+    monkeypatch.setenv("SCHAKEL_ENVIRONMENT", "production")
+    with pytest.raises(ValidationError, match="SCHAKEL_PSEUDONYM_SECRET"):
+        Settings()
+    for name in ("PSEUDONYM_SECRET", "SEALING_KEY", "INBOUND_SIGNING_SECRET"):
+        monkeypatch.setenv(f"SCHAKEL_{name}", f"{name.lower()}-0123456789abcdef0123456789abcdef")
+    assert Settings().environment == "production"
+
+
+def test_development_runs_with_the_development_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.settings import Settings
+
+    monkeypatch.delenv("SCHAKEL_ENVIRONMENT", raising=False)
+    assert Settings().environment == "development"
