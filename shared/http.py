@@ -14,9 +14,9 @@ PROBLEM_JSON = "application/problem+json"
 
 def problem(
     status: int, *, code: str, title: str, detail: str, errors: list[dict[str, str]] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None, extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
-    """An RFC 9457 problem response with a stable English code and Dutch text."""
+    """An RFC 9457 problem response with a stable English code and Dutch text (and extension members)."""
     body: dict[str, Any] = {
         "type": f"https://schakel.example/problems/{code}",
         "title": title,
@@ -26,6 +26,7 @@ def problem(
     }
     if errors:
         body["errors"] = errors
+    body.update(extra or {})
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import faust
 import structlog
-from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
 from shared.events import CloudEvent, Contract, UndecodableRecord, decode_event, encode_event
@@ -142,14 +142,6 @@ class RecordLoop:
         log.warning("record_dead_lettered", topic=message.topic, partition=message.partition,
                     offset=message.offset, code=code)
 
-    def update_lag(self) -> int:
-        """Set the lag gauge of the service's consumed topics: high-water mark minus the next offset to read.
-
-        The next offset is the one after the last processed record, or else the group's committed offset
-        (after a restart nothing was processed yet, but the committed offset says where reading resumes).
-        """
-        return update_lag(self.app, self.metrics)
-
 
 def update_lag(app: faust.App, metrics: HopMetrics) -> int:
     """Lag per partition of every topic the service consumes (not faust's changelogs); returns the total."""
@@ -211,28 +203,36 @@ def faust_internal_topics(app: faust.App) -> list[tuple[str, int, dict[str, str]
     return topics
 
 
+def create_missing_topics(
+    bootstrap: str, topics: Iterable[tuple[str, int, dict[str, str]]], *, client_id: str
+) -> list[str]:
+    """Create the topics (name, partitions, config) that do not exist yet; return the names created.
+
+    Idempotent: a topic another process created meanwhile counts as done.
+    """
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
+    try:
+        existing = set(admin.list_topics())
+        missing = [t for t in topics if t[0] not in existing]
+        for name, partitions, config in missing:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics([NewTopic(name, partitions, 1, topic_configs=config)])
+        return [name for name, _, _ in missing]
+    finally:
+        admin.close()
+
+
 def ensure_faust_topics(app: faust.App, bootstrap: str) -> list[str]:
     """Create faust's topics before faust starts, so their metadata is complete from the first fetch.
 
     Without this faust creates a changelog topic while starting and its consumer may still see it with
     0 partitions at the first table write, which raises PartitionsMismatch and stops the worker.
     """
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-    from kafka.errors import TopicAlreadyExistsError
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=f"{app.conf.id}-bootstrap")
-    try:
-        existing = set(admin.list_topics())
-        missing = [t for t in faust_internal_topics(app) if t[0] not in existing]
-        for name, partitions, config in missing:
-            try:
-                admin.create_topics([NewTopic(name, partitions, 1, topic_configs=config)])
-            except TopicAlreadyExistsError:
-                pass
-        return [name for name, _, _ in missing]
-    finally:
-        admin.close()
+    return create_missing_topics(bootstrap, faust_internal_topics(app), client_id=f"{app.conf.id}-bootstrap")
 
 
 def faust_ready(app: faust.App) -> bool:
@@ -243,14 +243,3 @@ def faust_ready(app: faust.App) -> bool:
         return False
     return bool(app.started and not app.rebalancing and recovered)
 
-
-def create_producer(settings: Settings) -> AIOKafkaProducer:
-    """An idempotent acks=all producer for services that publish from HTTP requests."""
-    return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        enable_idempotence=True,
-        acks="all",
-        request_timeout_ms=10000,
-        retry_backoff_ms=200,
-        client_id="schakel",
-    )

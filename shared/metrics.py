@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_asgi_app
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 # Business durations (time to acknowledge, to feedback, to close): minutes to months.
@@ -74,7 +74,3 @@ class HopMetrics:
         precreate(self.produced, combos(topic=produces))
         precreate(self.dead_letters, combos(topic=consumes, reason=dead_letter_reasons))
 
-
-def metrics_asgi_app(registry: CollectorRegistry) -> Any:
-    """The ASGI app serving a registry in the Prometheus text format."""
-    return make_asgi_app(registry=registry)

@@ -147,6 +147,12 @@ class Municipality:
                     found = partner
         return found
 
+    def partner_for_authorization(self, header: str | None) -> Partner | None:
+        """The partner an `Authorization: Bearer <token>` header names, if any."""
+        scheme, _, token = (header or "").partition(" ")
+        token = token.strip()
+        return self.partner_by_token(token) if scheme.lower() == "bearer" and token else None
+
     def zat_body(self, brin: str) -> Body | None:
         """The ZAT of a school."""
         return self.bodies.get(f"zat-{brin.lower()}")

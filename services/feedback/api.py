@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from typing import Any, Literal
 
@@ -76,8 +75,7 @@ def build_router(core: FeedbackCore, settings: Settings) -> APIRouter:
     sealing_key = settings.sealing_key.get_secret_value()
 
     def authenticate(request: Request) -> Partner | None:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        return core.municipality.partner_by_token(token.strip()) if scheme.lower() == "bearer" else None
+        return core.municipality.partner_for_authorization(request.headers.get("authorization"))
 
     async def audited(response: Response, *, signal_id: str, partner: Partner, record: SignalRecord | None,
                       action: str, request_id: str | None = None) -> Response:
@@ -176,11 +174,10 @@ def _not_found() -> JSONResponse:
 
 def _refused(refusal: Refusal, record: SignalRecord | None, *, partner_id: str, sealing_key: str) -> JSONResponse:
     """A refusal as problem+json; a 409 carries the current state (status and the whole view)."""
-    response = problem(refusal.status, code=refusal.code,
-                       title="Niet gevonden" if refusal.status == 404 else "Niet toegestaan", detail=refusal.message)
-    if refusal.status != 409 or record is None:
-        return response
-    body = json.loads(bytes(response.body))
-    body["current_status"] = record.status.value
-    body["signal"] = signal_view(record, partner_id=partner_id, sealing_key=sealing_key)
-    return JSONResponse(body, status_code=409, media_type="application/problem+json")
+    extra = None
+    if refusal.status == 409 and record is not None:
+        extra = {"current_status": record.status.value,
+                 "signal": signal_view(record, partner_id=partner_id, sealing_key=sealing_key)}
+    return problem(refusal.status, code=refusal.code,
+                   title="Niet gevonden" if refusal.status == 404 else "Niet toegestaan", detail=refusal.message,
+                   extra=extra)

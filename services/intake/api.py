@@ -44,12 +44,7 @@ def to_response(outcome: Accepted | Rejected) -> Response:
 
 
 def _authenticate(state: IntakeState, request: Request) -> Partner | Rejected:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    token = token.strip()
-    partner = None
-    if scheme.lower() == "bearer" and token:
-        partner = state.intake.municipality.partner_by_token(token)
+    partner = state.intake.municipality.partner_for_authorization(request.headers.get("authorization"))
     if partner is None:
         return state.intake.reject("unknown", Rejected(
             401, "unauthenticated", "Niet aangemeld", "Geef een geldig token mee in de Authorization-header (Bearer)."))
