@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from shared.http import add_operational_routes
 from shared.kafka import RecordLoop, check_stalled, ensure_faust_topics, faust_ready, update_lag
+from shared.retry import retry_with_backoff
 
 log = structlog.get_logger(__name__)
 LAG_INTERVAL_S = 5.0
@@ -23,18 +24,10 @@ STOP_TIMEOUT_S = 30.0
 async def _wait_and_create_topics(faust_app: faust.App) -> None:
     """Create faust's topics up front, waiting (without crashing) while the broker is away."""
     bootstrap = ",".join(f"{url.host}:{url.port}" for url in faust_app.conf.broker)
-    delay = 0.5
-    while True:
-        try:
-            created = await asyncio.to_thread(ensure_faust_topics, faust_app, bootstrap)
-        except Exception as exc:  # broker not reachable yet: wait and try again
-            log.warning("kafka_not_reachable", error=type(exc).__name__, retry_in_s=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
-        else:
-            if created:
-                log.info("faust_topics_created", topics=created)
-            return
+    created = await retry_with_backoff(lambda: asyncio.to_thread(ensure_faust_topics, faust_app, bootstrap),
+                                       event="kafka_not_reachable")
+    if created:
+        log.info("faust_topics_created", topics=created)
 
 
 def faust_lifespan_with_topics(faust_app: faust.App):  # type: ignore[no-untyped-def]

@@ -15,6 +15,7 @@ from aiokafka.errors import KafkaError
 from services.intake.ledger import Claim, Done, Ledger, claim_record, done_record, release_record
 from services.intake.publisher import BrokerUnavailable, Publisher
 from shared.metrics import HopMetrics
+from shared.retry import retry_with_backoff, stopped_on_error
 from shared.settings import Settings
 from shared.topics import INTAKE_IDEMPOTENCY
 
@@ -53,26 +54,21 @@ class IdempotencyStore:
                 await self._consumer.stop()
 
     async def _connect(self) -> tuple[AIOKafkaConsumer, TopicPartition, int]:
-        delay = 0.5
         tp = TopicPartition(self.topic, 0)
-        while True:
+
+        async def attempt() -> tuple[AIOKafkaConsumer, TopicPartition, int]:
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
                 auto_offset_reset="earliest", client_id="schakel-intake-idempotency", fetch_max_wait_ms=200,
             )
-            try:
+            async with stopped_on_error(consumer):
                 await consumer.start()
                 consumer.assign([tp])
                 await consumer.seek_to_beginning(tp)
                 end = (await consumer.end_offsets([tp]))[tp]
-            except KafkaError as exc:
-                log.warning("idempotency_log_not_reachable", error=type(exc).__name__, retry_in_s=delay)
-                with contextlib.suppress(Exception):
-                    await consumer.stop()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-            else:
-                return consumer, tp, end
+            return consumer, tp, end
+
+        return await retry_with_backoff(attempt, event="idempotency_log_not_reachable", errors=(KafkaError,))
 
     async def _run(self) -> None:
         consumer, tp, end = await self._connect()

@@ -21,6 +21,7 @@ from services.intake.validation import MAX_BODY_BYTES
 from shared.events import CloudEvent
 from shared.kafka import fatal, provenance_headers
 from shared.pseudonym import seal
+from shared.retry import retry_with_backoff, stopped_on_error
 from shared.topics import SIGNALS_INBOUND, SIGNALS_INBOUND_DLQ
 
 log = structlog.get_logger(__name__)
@@ -66,23 +67,17 @@ class InboundConsumer:
                 await asyncio.wait_for(self._consumer.stop(), timeout=5)
 
     async def _connect(self) -> AIOKafkaConsumer:
-        delay = 0.5
-        while True:
+        async def attempt() -> AIOKafkaConsumer:
             consumer = AIOKafkaConsumer(
                 self.topic, bootstrap_servers=self.settings.kafka_bootstrap, group_id=GROUP_ID,
                 enable_auto_commit=False, auto_offset_reset="earliest", client_id="schakel-intake-inbound",
                 max_poll_records=100, fetch_max_wait_ms=200,
             )
-            try:
+            async with stopped_on_error(consumer):
                 await consumer.start()
-            except KafkaError as exc:
-                log.warning("inbound_not_reachable", error=type(exc).__name__, retry_in_s=delay)
-                with contextlib.suppress(Exception):
-                    await consumer.stop()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-            else:
-                return consumer
+            return consumer
+
+        return await retry_with_backoff(attempt, event="inbound_not_reachable", errors=(KafkaError,))
 
     async def _run(self) -> None:
         consumer = self._consumer = await self._connect()

@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import RecordMetadata
 
+from shared.retry import retry_with_backoff, stopped_on_error
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -48,20 +49,14 @@ class Publisher:
         )
 
     async def _connect_forever(self) -> None:
-        delay = 0.5
-        while self._producer is None:
-            producer = self._create()
-            try:
-                await producer.start()
-            except KafkaError as exc:
-                log.warning("kafka_not_reachable", error=type(exc).__name__, retry_in_s=delay)
-                with contextlib.suppress(Exception):
-                    await producer.stop()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-            else:
-                self._producer = producer
-                log.info("kafka_producer_connected")
+        self._producer = await retry_with_backoff(self._start_producer, event="kafka_not_reachable",
+                                                  errors=(KafkaError,))
+        log.info("kafka_producer_connected")
+
+    async def _start_producer(self) -> AIOKafkaProducer:
+        async with stopped_on_error(self._create()) as producer:
+            await producer.start()
+        return producer
 
     async def stop(self) -> None:
         """Flush and close."""
