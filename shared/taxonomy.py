@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from shared.events import Route, Urgency
 
@@ -44,4 +45,16 @@ DERIVED_FLAGS: frozenset[str] = frozenset({"MATCH"})
 
 PARTNER_KINDS: tuple[str, ...] = ("school", "police", "wijkteam", "leerplicht", "municipality")
 LEGAL_BASES: tuple[str, ...] = ("meldrecht", "toestemming", "wettelijke_taak", "meldcode")
-OUTCOMES: tuple[str, ...] = ("hulp_ingezet", "doorverwezen", "veilig_thuis", "geen_actie_nodig", "ongegrond")
+
+
+class Outcome(StrEnum):
+    """How a signal was closed."""
+
+    HULP_INGEZET = "hulp_ingezet"
+    DOORVERWEZEN = "doorverwezen"
+    VEILIG_THUIS = "veilig_thuis"
+    GEEN_ACTIE_NODIG = "geen_actie_nodig"
+    ONGEGROND = "ongegrond"
+
+
+OUTCOMES: tuple[str, ...] = tuple(outcome.value for outcome in Outcome)

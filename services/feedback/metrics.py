@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from services.feedback.sla import CLOCKS
 from shared.events import LifecycleChange, Route, Urgency
 from shared.metrics import LIFECYCLE_BUCKETS, RECORD_DEAD_LETTER_REASONS, HopMetrics, combos, precreate
 from shared.topics import (
@@ -18,7 +19,6 @@ from shared.topics import (
 
 ROUTES = tuple(r.value for r in Route)
 URGENCIES = tuple(u.value for u in Urgency)
-CLOCKS = ("acknowledge", "feedback", "close")
 CHANGES = tuple(c.value for c in LifecycleChange)
 STEPS = ("handler", "team_lead", "coordinator")
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -17,7 +16,8 @@ from zoneinfo import ZoneInfo
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
-from shared.events import Route, Urgency
+from shared.events import Clock, Route, Urgency
+from shared.taxonomy import Outcome
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
@@ -27,24 +27,6 @@ MailKind = Literal[
     "receipt", "assigned", "feedback", "closed", "warning", "breach", "escalation", "match", "digest"
 ]
 KINDS: tuple[str, ...] = MailKind.__args__  # type: ignore[attr-defined]
-
-
-class Clock(StrEnum):
-    """The three SLA clocks of a signal."""
-
-    ACKNOWLEDGE = "acknowledge"
-    FEEDBACK = "feedback"
-    CLOSE = "close"
-
-
-class Outcome(StrEnum):
-    """How a signal was closed."""
-
-    HULP_INGEZET = "hulp_ingezet"
-    DOORVERWEZEN = "doorverwezen"
-    VEILIG_THUIS = "veilig_thuis"
-    GEEN_ACTIE_NODIG = "geen_actie_nodig"
-    ONGEGROND = "ongegrond"
 
 
 ROUTE_LABELS = {
