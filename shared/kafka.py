@@ -13,6 +13,7 @@ import faust
 import structlog
 from pydantic import ValidationError
 
+from shared import faust_fixes
 from shared.events import CloudEvent, Contract, UndecodableRecord, decode_event, encode_event
 from shared.metrics import HopMetrics
 from shared.settings import Settings
@@ -24,6 +25,7 @@ Handler = Callable[[CloudEvent, Contract, bytes | None], Awaitable[None]]
 
 def create_faust_app(name: str, settings: Settings, *, store: str | None = None) -> faust.App:
     """A faust app configured the Schakel way (RocksDB, earliest, no web server, few partitions)."""
+    faust_fixes.install()
     datadir: Path = settings.service_state_dir(name) / "faust"
     return faust.App(
         f"schakel-{name}",
@@ -183,9 +185,43 @@ def check_stalled(app: faust.App, metrics: HopMetrics, *, lag: int, after_s: flo
         metrics.last_progress = now
         return
     idle_s = now - metrics.last_progress
+    if lag > 0 and idle_s > after_s / 4:
+        log.warning("consumer_idle_with_lag", lag=lag, idle_s=round(idle_s, 1), **consumer_state(app))
     if is_stalled(busy=bool(metrics.busy), ready=ready, lag=lag, idle_s=idle_s, after_s=after_s):
         log.critical("consumer_stalled", lag=lag, idle_s=round(idle_s, 1))
         os._exit(75)
+
+
+def _tp_names(tps: Iterable[Any] | None) -> list[str]:
+    return sorted(f"{tp.topic}:{tp.partition}" for tp in (tps or ()))
+
+
+def _by_tp(offsets: dict[Any, Any]) -> dict[str, Any]:
+    return {f"{tp.topic}:{tp.partition}": offset for tp, offset in offsets.items()}
+
+
+def consumer_state(app: faust.App) -> dict[str, Any]:
+    """What faust's consumer and aiokafka believe about each partition, for diagnosing a stall."""
+    try:
+        consumer: Any = app.consumer
+        state: dict[str, Any] = {
+            "flow_active": consumer.flow_active,
+            "in_recovery": app.in_recovery,
+            "active": _tp_names(consumer._active_partitions),
+            "paused": _tp_names(consumer._paused_partitions),
+            "buffered": _tp_names(consumer._buffered_partitions),
+            "unacked": len(consumer._unacked_messages),
+            "read_offset": _by_tp(consumer._read_offset),
+            "committed": _by_tp(consumer._committed_offset),
+        }
+        inner = consumer._thread._consumer
+        if inner is not None:
+            state["aiokafka_paused"] = _tp_names(inner.paused())
+            state["positions"] = _by_tp({tp: inner._subscription.subscription.assignment.state_value(tp).position
+                                         for tp in inner.assignment()})
+    except Exception as exc:  # diagnostics must never break the watch
+        return {"state_error": repr(exc)}
+    return state
 
 
 def faust_internal_topics(app: faust.App) -> list[tuple[str, int, dict[str, str]]]:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import faust
 import structlog
@@ -30,11 +33,34 @@ async def _wait_and_create_topics(faust_app: faust.App) -> None:
         log.info("faust_topics_created", topics=created)
 
 
+def awaited_frames(coro: Any) -> list[str]:
+    """Where a coroutine waits, down its chain of awaits (a task's own stack shows only the top)."""
+    frames: list[str] = []
+    while coro is not None and len(frames) < 50:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            frames.append(f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return frames
+
+
+def install_stack_dumps() -> None:
+    """SIGUSR1 writes every thread's stack to stderr; SIGUSR2 logs every asyncio task's stack."""
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+    def dump_tasks() -> None:
+        for task in asyncio.all_tasks():
+            log.warning("task_stack", task=task.get_name(), stack=awaited_frames(task.get_coro()))
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, dump_tasks)
+
+
 def faust_lifespan_with_topics(faust_app: faust.App):  # type: ignore[no-untyped-def]
     """FastAPI lifespan: create faust's topics, then run the faust app on the server's loop."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        install_stack_dumps()
         await _wait_and_create_topics(faust_app)
         async with faust_app_running(faust_app, stop_timeout=STOP_TIMEOUT_S):
             yield

@@ -1,0 +1,119 @@
+"""The two faust fixes (shared.faust_fixes): what aiokafka is asked for, and the order recovery resumes in.
+
+Fakes stand in for faust's consumer and app; the end-to-end proof is tests/integration/test_reliability.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from faust.tables.recovery import Recovery
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+from shared import faust_fixes
+from shared.kafka import create_faust_app
+from shared.settings import Settings
+
+
+def test_every_faust_app_of_ours_runs_with_the_fixes(tmp_path: Any) -> None:
+    create_faust_app("fixes-check", Settings(state_dir=tmp_path))
+    assert faust_fixes.installed()
+    assert Recovery.on_recovery_completed is faust_fixes.on_recovery_completed
+    assert AIOKafkaConsumerThread.getmany is faust_fixes.getmany
+
+
+class RecordingThread:
+    """Stands in for faust's consumer thread: remembers the partitions aiokafka would be asked for."""
+
+    def __init__(self, live: set[str]) -> None:
+        self.live = live
+        self.asked: list[set[str] | None] = []
+
+    async def ask(self, partitions: set[str] | None) -> dict[str, list[int]]:
+        self.live.clear()  # faust pauses partitions while aiokafka waits for records
+        self.asked.append(partitions)
+        return {"signals.received:0": [1]}
+
+
+def run_getmany(live: set[str] | None, thread: RecordingThread) -> Any:
+    original = faust_fixes._original_getmany
+    faust_fixes._original_getmany = lambda _self, partitions, _timeout: thread.ask(partitions)  # type: ignore[assignment]
+    try:
+        return asyncio.run(faust_fixes.getmany(object(), live, 1.0))
+    finally:
+        faust_fixes._original_getmany = original
+
+
+def test_aiokafka_gets_a_snapshot_that_pausing_cannot_empty() -> None:
+    live = {"changelog:0"}
+    thread = RecordingThread(live)
+    run_getmany(live, thread)
+    assert thread.asked == [{"changelog:0"}]  # the live set is empty now; the snapshot is not
+    assert live == set()
+
+
+def test_nothing_is_fetched_with_no_active_partition() -> None:
+    thread = RecordingThread(set())
+    assert run_getmany(set(), thread) == {}
+    assert thread.asked == []  # aiokafka would read an empty set as "every partition"
+
+
+def test_client_only_apps_still_fetch_everything() -> None:
+    thread = RecordingThread(set())
+    run_getmany(None, thread)
+    assert thread.asked == [None]
+
+
+class Steps:
+    """Fakes of the consumer, flow control and fetcher that write down the order of calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.completed = self
+        self.log = self
+        self.conf = self
+        self.broker_request_timeout = 1.0
+        self.app = self
+        self.consumer = self
+        self.flow_control = self
+        self._fetcher = self
+
+    def info(self, *_: Any) -> None: ...
+
+    def set(self) -> None:
+        self.calls.append("recovery completed")
+
+    def _is_changelog_tp(self, tp: str) -> bool:
+        return tp.startswith("changelog")
+
+    async def perform_seek(self) -> None:
+        self.calls.append("seek to committed offsets")
+
+    async def _wait(self, coro: Any, timeout: float) -> None:
+        await coro
+
+    def resume(self) -> None:
+        self.calls.append("clear agent queues")
+
+    def resume_partitions(self, tps: set[str]) -> None:
+        self.calls.append(f"resume {sorted(tps)}")
+
+    def resume_flow(self) -> None:
+        self.calls.append("resume flow")
+
+    async def maybe_start(self) -> None:
+        self.calls.append("start fetcher")
+
+
+def test_stream_partitions_are_resumed_only_after_the_seek_and_the_clear() -> None:
+    steps = Steps()
+    asyncio.run(faust_fixes.resume_stream_partitions(steps, {"changelog:0", "signals.received:0"}))
+    assert steps.calls == [
+        "seek to committed offsets",
+        "recovery completed",
+        "clear agent queues",
+        "resume ['signals.received:0']",
+        "resume flow",
+        "start fetcher",
+    ]
