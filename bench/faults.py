@@ -310,6 +310,43 @@ def idempotency() -> Result:
     return run_idempotency(Result("#8 idempotency (same key 5×, 10× concurrent, after restart, other body)"))
 
 
+# -- #10 a second worker joins mid-stream ------------------------------------------------------------------------
+
+def join_worker(service: str, *, n: int, at: float = 0.5, clients: int = 2) -> Result:
+    """Start a second worker of a service (own port and state directory) when its output reaches `at`."""
+    result = Result(f"#10 a second {service} worker joins at {at:.0%}")
+    run = f"j{service[:2]}{int(time.time()) % 100000}"
+    with bench_system() as bench:
+        submitter = Submitter(bench.system.services["intake"].base_url, run=run, clients=clients)
+        feeder = threading.Thread(target=submitter.run_all, args=(n,), daemon=True)
+        feeder.start()
+        topic = HOP_OF[service]
+        expected = n * (MAILS_PER_SIGNAL if service == "notify" else 1)
+        deadline = time.monotonic() + 600
+        while end_total(bench.broker.bootstrap, topic) < at * expected and time.monotonic() < deadline:
+            time.sleep(0.2)
+        output_then = end_total(bench.broker.bootstrap, topic)
+        joined_at = time.time()
+        second = bench.add_worker(service)
+        ready_after = round(time.time() - joined_at, 2)
+        feeder.join()
+        collected = settled(bench.broker.bootstrap, bench.system.sink, run=run,
+                            signal_ids=submitter.result.signal_ids, timeout_s=300, arrival=bench.arrival)
+        hop = collected.hops["email" if service == "notify" else ("assigned" if service == "routing" else "lifecycle")]
+        result.figures.update({
+            "signals": n, "accepted (202)": submitter.result.accepted, "http": dict(submitter.result.statuses),
+            "output when the second worker started": output_then, "second worker ready after s": ready_after,
+            "next output after the join s": first_after(hop.times, joined_at),
+            "records handled by the second worker": second.log_path.read_text(errors="replace").count(
+                '"signal_routed"' if service == "routing" else '"email_sent"'),
+            "tracebacks": tracebacks(bench),
+        })
+        collected_checks(result, collected)
+        crash_checks(result, bench)
+        result.checks["every service alive"] = all(s.alive() for s in bench.system.services.values())
+    return result
+
+
 # -- #11 a consumer group that never ran ------------------------------------------------------------------------
 
 def fresh_groups(*, n: int = 100) -> Result:
@@ -350,9 +387,11 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace], Result]] = {
     "malformed": lambda a: malformed(n=a.signals),
     "idempotency": lambda a: idempotency(),
     "fresh-group": lambda a: fresh_groups(),
+    "join-routing": lambda a: join_worker("routing", n=a.signals),
+    "join-notify": lambda a: join_worker("notify", n=a.signals),
 }
 DEFAULT_ALL = ("kill-routing", "kill-feedback", "kill-notify", "broker-stop", "before-broker", "malformed",
-               "idempotency", "fresh-group")
+               "idempotency", "fresh-group", "join-routing")
 
 
 def report(result: Result) -> None:

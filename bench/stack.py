@@ -14,6 +14,7 @@ from pathlib import Path
 
 from schakel.kafka_broker import Broker, free_port
 from schakel.mail_sink import ReceivedMail
+from schakel.processes import ServiceProcess
 from schakel.topics_admin import ensure_topics
 from tests.harness import System
 
@@ -83,6 +84,18 @@ class Bench:
         with self._lock:
             self.deliberately_down.discard(name)
         service.wait_ready(timeout=120)
+
+    def add_worker(self, service: str) -> ServiceProcess:
+        """Start one more worker of a service (same group, own port and state directory); wait until ready."""
+        name = f"{service}-{sum(1 for n in self.system.services if n.startswith(service)) + 1}"
+        worker = ServiceProcess(name=name, port=free_port(), module=f"services.{service}",
+                                env={**self.system.env(), "SCHAKEL_STATE_DIR": str(self.root / f"state-{name}")},
+                                log_path=self.root / "logs" / f"{name}.log")
+        with self._lock:
+            self.system.services[name] = worker
+            worker.start()
+        worker.wait_ready(timeout=120)
+        return worker
 
     def hook(self, mail: ReceivedMail) -> None:
         """Sink hook: note when each Message-ID arrived."""
