@@ -87,13 +87,8 @@ class Bench:
 
     def add_worker(self, service: str) -> ServiceProcess:
         """Start one more worker of a service (same group, own port and state directory); wait until ready."""
-        name = f"{service}-{sum(1 for n in self.system.services if n.startswith(service)) + 1}"
-        worker = ServiceProcess(name=name, port=free_port(), module=f"services.{service}",
-                                env={**self.system.env(), "SCHAKEL_STATE_DIR": str(self.root / f"state-{name}")},
-                                log_path=self.root / "logs" / f"{name}.log")
         with self._lock:
-            self.system.services[name] = worker
-            worker.start()
+            worker = self.system.add_worker(service, wait=False)
         worker.wait_ready(timeout=120)
         return worker
 

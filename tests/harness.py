@@ -96,6 +96,18 @@ class System:
             self.services[name].wait_ready()
         return self
 
+    def add_worker(self, service: str, *, wait: bool = True) -> ServiceProcess:
+        """One more worker of a service: same consumer group, its own port and state directory."""
+        name = f"{service}-{sum(1 for n in self.services if n.startswith(service)) + 1}"
+        worker = ServiceProcess(name=name, port=free_port(), module=f"services.{service}",
+                                env={**self.env(), "SCHAKEL_STATE_DIR": str(self.root / f"state-{name}")},
+                                log_path=self.root / "logs" / f"{name}.log")
+        self.services[name] = worker
+        worker.start()
+        if wait:
+            worker.wait_ready(timeout=120)
+        return worker
+
     def restart(self, name: str, *, kill: bool = True) -> None:
         """Stop a service (SIGKILL by default, as a crash) and start it again on the same port."""
         service = self.services[name]

@@ -1,4 +1,4 @@
-"""Reliability #1/#7 in CI time: 300 signals, kill -9 routing and notify mid-stream, restart; nothing lost.
+"""Reliability #1/#7 and #10 in CI time: kill -9 routing and notify mid-stream, a second routing worker joins.
 
 The full runs with figures are `python -m bench.faults`; this is the pass/fail core of them. Every signal carries
 a sequence number (Idempotency-Key and reporter address); the collector reads every output topic read_committed
@@ -25,6 +25,8 @@ pytestmark = pytest.mark.kafka
 
 SIGNALS = 300
 DOWN_S = 3.0
+JOIN_SIGNALS = 400
+JOIN_RATE = 20.0  # signals per second: a 20 s stream
 
 
 @pytest.fixture
@@ -77,6 +79,38 @@ def test_kill_9_of_routing_and_notify_mid_stream_loses_nothing_and_duplicates_no
     assert hops["lifecycle"].dup_dedup == 0
     assert hops["sent"].dup_dedup == 0
     assert hops["email"].dup_dedup <= 1  # reliability #7: one resend with the same Message-ID per notify kill
+    assert not any(collected.dead_letters.values())
+    assert all(service.alive() for service in system.services.values())
+
+
+def test_a_second_routing_worker_joining_mid_stream_loses_and_duplicates_nothing(system: System) -> None:
+    bootstrap = system.broker.bootstrap
+    submitter = Submitter(system.services["intake"].base_url, run=f"join{int(time.time()) % 100000}", clients=4)
+    # Paced, so the stream still flows when the new worker has joined the group (it needs 6-9 s to start).
+    feeder = threading.Thread(target=submitter.run_all, args=(JOIN_SIGNALS,), kwargs={"rate": JOIN_RATE},
+                              daemon=True)
+    feeder.start()
+
+    wait_until(lambda: end_total(bootstrap, "signals.assigned") >= JOIN_SIGNALS // 4, timeout=120, interval=0.1,
+               what="a quarter of the assignments")
+    second = system.add_worker("routing")
+    feeder.join(timeout=120)
+
+    collected = settled(bootstrap, system.sink, run=submitter.run, signal_ids=submitter.result.signal_ids,
+                        timeout_s=90)
+    hops = collected.hops
+    routed_by_second = second.log_path.read_text(errors="replace").count('"signal_routed"')
+    print(f"\nsubmitted {JOIN_SIGNALS}, accepted {submitter.result.accepted}; the second worker routed "
+          f"{routed_by_second}")
+    print_table(collected.rows(), indent="  ")
+
+    assert submitter.result.accepted == JOIN_SIGNALS and not submitter.result.failed
+    assert routed_by_second > 0  # the group really rebalanced while records flowed
+    assert {name: hop.lost for name, hop in hops.items()} == dict.fromkeys(hops, 0)
+    assert hops["assigned"].dup_dedup == 0
+    assert hops["lifecycle"].dup_dedup == 0
+    assert hops["sent"].dup_dedup == 0
+    assert hops["email"].dup_dedup == 0
     assert not any(collected.dead_letters.values())
     assert all(service.alive() for service in system.services.values())
 
