@@ -52,7 +52,10 @@ def install_stack_dumps() -> None:
         for task in asyncio.all_tasks():
             log.warning("task_stack", task=task.get_name(), stack=awaited_frames(task.get_coro()))
 
-    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, dump_tasks)
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, dump_tasks)
+    except (RuntimeError, ValueError):  # not the main thread (an in-process test client): no task dumps
+        log.info("task_stack_dumps_unavailable")
 
 
 def faust_lifespan_with_topics(faust_app: faust.App):  # type: ignore[no-untyped-def]
