@@ -101,8 +101,14 @@ class RecordLoop:
         self.processed = metrics.processed
 
     async def run(self, stream: Any, handler: Handler) -> None:
-        """Consume until the stream ends; never lets a bad record stop or skip silently."""
-        async for event in stream.events():
+        """Consume until the stream ends; never lets a bad record stop or skip silently.
+
+        Acks are manual: a record counts as handled (and its offset may be committed) only after its handler
+        finished. faust's own stream acks the current record when the agent is stopped in the middle of it
+        (a SIGTERM during an SMTP retry), and the shutdown commit would then skip a record never handled.
+        """
+        manual = stream.noack()
+        async for event in manual.events():
             message = event.message
             started = time.perf_counter()
             self.metrics.consumed.labels(topic=message.topic).inc()
@@ -111,6 +117,7 @@ class RecordLoop:
                 await self._handle(event, handler)
             finally:
                 self.metrics.busy -= 1
+            await manual.ack(event)
             self.metrics.last_progress = time.monotonic()
             self.processed[(message.topic, message.partition)] = message.offset
             self.metrics.duration.labels(topic=message.topic).observe(time.perf_counter() - started)

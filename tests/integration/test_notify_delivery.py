@@ -228,6 +228,28 @@ def test_an_smtp_outage_delays_mail_and_delivers_each_exactly_once(system: Syste
           f"{drain_s:.1f}s")
 
 
+def test_sigterm_while_mail_waits_for_the_server_loses_nothing(system: System, publish: Publisher) -> None:
+    """A graceful stop in the middle of a send must not count the event as handled (found by bench term-notify)."""
+    system.sink.stop()
+    signals = 3
+    for n in range(300, 300 + signals):
+        publish(assigned(n))
+    wait_until(lambda: metric(system, "notify_emails_total", template="assigned", outcome="retried") >= 1,
+               timeout=30, what="notify retrying the first mail")
+    notify = system.services["notify"]
+    notify.stop()  # SIGTERM: faust stops the agent in the middle of the retry loop and commits
+    system.sink.start()
+    notify.start()
+    notify.wait_ready()
+
+    expected = signals * 3
+    wait_until(lambda: len(system.sink.messages) >= expected, timeout=60, what=f"{expected} mails")
+    time.sleep(1)
+    ids = Counter(str(m.message["Message-ID"]) for m in system.sink.messages)
+    print(f"\nSIGTERM during a retry: {len(ids)} of {expected} mails delivered, most copies of one {max(ids.values())}")
+    assert len(ids) == expected and max(ids.values()) == 1
+
+
 def test_a_550_reply_dead_letters_each_mail_once_and_never_retries(system: System, publish: Publisher) -> None:
     system.sink.mode = "reject_550"
     for n in range(200, 203):
