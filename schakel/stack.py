@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -124,10 +125,37 @@ def status() -> int:
     return 0 if all_ready else 3
 
 
+def demo_bsn(rng: random.Random) -> str:
+    """A random nine-digit number that passes the elfproef (fictitious, for the demo only)."""
+    while True:
+        digits = [rng.randint(1, 9)] + [rng.randint(0, 9) for _ in range(7)]
+        check = sum(d * w for d, w in zip(digits, range(9, 1, -1), strict=True)) % 11
+        if check < 10:
+            return "".join(map(str, digits)) + str(check)
+
+
+def fresh_children(spec: dict[str, Any], run: str, rng: random.Random) -> dict[str, Any]:
+    """The demo's children with identifiers new to this run, the same child keeping the same ones.
+
+    Otherwise a second `schakel demo` on the same state would match its school signal with the police
+    signals of the first run (the matching window is two years) and tell another story.
+    """
+    bsns: dict[str, str] = {}
+    for item in spec["signals"]:
+        subject = item["body"].get("subject", {})
+        if "bsn" in subject:
+            subject["bsn"] = bsns.setdefault(subject["bsn"], demo_bsn(rng))
+        for ref in ("pupil_ref", "family_ref"):
+            if ref in subject:
+                subject[ref] = f"{subject[ref]}-{run}"
+    return spec
+
+
 def demo() -> int:
     """Send the example signals, act on the first one, and show what every partner received."""
     settings = _settings()
-    spec: dict[str, Any] = yaml.safe_load(DEMO_FILE.read_text())
+    spec: dict[str, Any] = fresh_children(yaml.safe_load(DEMO_FILE.read_text()),
+                                          run=time.strftime("%H%M%S"), rng=random.Random())
     tokens: dict[str, str] = spec["tokens"]
     intake = f"http://127.0.0.1:{DEFAULT_PORTS['intake']}"
     feedback = f"http://127.0.0.1:{DEFAULT_PORTS['feedback']}"
