@@ -24,6 +24,7 @@ from bench.stack import Bench, bench_system
 
 HOP_OF = {"routing": "signals.assigned", "feedback": "signals.lifecycle", "notify": "notifications.sent"}
 MAILS_PER_SIGNAL = 2
+OUTPUT_HOP = {"routing": "assigned", "feedback": "lifecycle", "notify": "email"}  # the collector's hop names
 
 
 @dataclass
@@ -88,6 +89,27 @@ def collected_checks(result: Result, collected: Collected, *, dup_emails_allowed
     )
 
 
+def start_feed(bench: Bench, *, run: str, n: int, clients: int) -> tuple[Submitter, threading.Thread]:
+    """Submit n signals from a background thread."""
+    submitter = Submitter(bench.system.services["intake"].base_url, run=run, clients=clients)
+    feeder = threading.Thread(target=submitter.run_all, args=(n,), daemon=True)
+    feeder.start()
+    return submitter, feeder
+
+
+def expected_output(service: str, n: int) -> int:
+    """Records a service writes for n signals (notify: two e-mails each)."""
+    return n * (MAILS_PER_SIGNAL if service == "notify" else 1)
+
+
+def wait_for_output(bench: Bench, topic: str, count: float, *, timeout_s: float = 600) -> int:
+    """Wait until a topic holds count records (or the timeout passed); the records it holds then."""
+    deadline = time.monotonic() + timeout_s
+    while end_total(bench.broker.bootstrap, topic) < count and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return end_total(bench.broker.bootstrap, topic)
+
+
 # -- #1 kill -9 / SIGTERM of one service at 20 / 50 / 80 % -------------------------------------------------------
 
 def kill_during_stream(service: str, *, n: int, sig: int = signals.SIGKILL, down_s: float = 5.0,
@@ -97,17 +119,11 @@ def kill_during_stream(service: str, *, n: int, sig: int = signals.SIGKILL, down
     result = Result(f"#1 {how} {service} at {'/'.join(f'{p:.0%}' for p in points)}")
     run = f"k{service[:2]}{int(time.time()) % 100000}"
     with bench_system() as bench:
-        submitter = Submitter(bench.system.services["intake"].base_url, run=run, clients=clients)
-        feeder = threading.Thread(target=submitter.run_all, args=(n,), daemon=True)
-        feeder.start()
+        submitter, feeder = start_feed(bench, run=run, n=n, clients=clients)
         topic = HOP_OF[service]
-        expected = n * (MAILS_PER_SIGNAL if service == "notify" else 1)
         restarts: list[dict[str, Any]] = []
         for point in points:
-            deadline = time.monotonic() + 600
-            while end_total(bench.broker.bootstrap, topic) < point * expected and time.monotonic() < deadline:
-                time.sleep(0.2)
-            at_output = end_total(bench.broker.bootstrap, topic)
+            at_output = wait_for_output(bench, topic, point * expected_output(service, n))
             killed_at = time.time()
             bench.take_down(service, kill=sig == signals.SIGKILL)
             time.sleep(down_s)
@@ -118,7 +134,7 @@ def kill_during_stream(service: str, *, n: int, sig: int = signals.SIGKILL, down
         feeder.join()
         collected = settled(bench.broker.bootstrap, bench.system.sink, run=run,
                             signal_ids=submitter.result.signal_ids, timeout_s=300, arrival=bench.arrival)
-        hop = collected.hops["email" if service == "notify" else ("assigned" if service == "routing" else "lifecycle")]
+        hop = collected.hops[OUTPUT_HOP[service]]
         times = hop.times
         if service == "notify":  # next output: an e-mail that arrived after the restart
             times = [t for ts in bench.arrival.values() for t in ts]
@@ -317,22 +333,15 @@ def join_worker(service: str, *, n: int, at: float = 0.5, clients: int = 2) -> R
     result = Result(f"#10 a second {service} worker joins at {at:.0%}")
     run = f"j{service[:2]}{int(time.time()) % 100000}"
     with bench_system() as bench:
-        submitter = Submitter(bench.system.services["intake"].base_url, run=run, clients=clients)
-        feeder = threading.Thread(target=submitter.run_all, args=(n,), daemon=True)
-        feeder.start()
-        topic = HOP_OF[service]
-        expected = n * (MAILS_PER_SIGNAL if service == "notify" else 1)
-        deadline = time.monotonic() + 600
-        while end_total(bench.broker.bootstrap, topic) < at * expected and time.monotonic() < deadline:
-            time.sleep(0.2)
-        output_then = end_total(bench.broker.bootstrap, topic)
+        submitter, feeder = start_feed(bench, run=run, n=n, clients=clients)
+        output_then = wait_for_output(bench, HOP_OF[service], at * expected_output(service, n))
         joined_at = time.time()
         second = bench.add_worker(service)
         ready_after = round(time.time() - joined_at, 2)
         feeder.join()
         collected = settled(bench.broker.bootstrap, bench.system.sink, run=run,
                             signal_ids=submitter.result.signal_ids, timeout_s=300, arrival=bench.arrival)
-        hop = collected.hops["email" if service == "notify" else ("assigned" if service == "routing" else "lifecycle")]
+        hop = collected.hops[OUTPUT_HOP[service]]
         result.figures.update({
             "signals": n, "accepted (202)": submitter.result.accepted, "http": dict(submitter.result.statuses),
             "output when the second worker started": output_then, "second worker ready after s": ready_after,

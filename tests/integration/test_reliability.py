@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.collector import end_total, settled
+from bench.collector import Collected, end_total, settled
+from bench.faults import first_after
 from bench.load import Submitter
 from bench.report import print_table
 from bench.stack import BENCH_ENV
@@ -51,9 +52,7 @@ def crash_and_restart(system: System, name: str) -> float:
 
 def test_kill_9_of_routing_and_notify_mid_stream_loses_nothing_and_duplicates_no_assignment(system: System) -> None:
     bootstrap = system.broker.bootstrap
-    submitter = Submitter(system.services["intake"].base_url, run=f"rel{int(time.time()) % 100000}", clients=6)
-    feeder = threading.Thread(target=submitter.run_all, args=(SIGNALS,), daemon=True)
-    feeder.start()
+    submitter, feeder = feed(system, run=f"rel{int(time.time()) % 100000}", n=SIGNALS, clients=6)
 
     wait_until(lambda: end_total(bootstrap, "signals.assigned") >= SIGNALS // 2, timeout=120, interval=0.1,
                what="half the assignments")
@@ -74,13 +73,8 @@ def test_kill_9_of_routing_and_notify_mid_stream_loses_nothing_and_duplicates_no
           f"dead letters {collected.dead_letters}")
 
     assert submitter.result.accepted == SIGNALS and not submitter.result.failed
-    assert {name: hop.lost for name, hop in hops.items()} == dict.fromkeys(hops, 0)
-    assert hops["assigned"].dup_dedup == 0
-    assert hops["lifecycle"].dup_dedup == 0
-    assert hops["sent"].dup_dedup == 0
-    assert hops["email"].dup_dedup <= 1  # reliability #7: one resend with the same Message-ID per notify kill
-    assert not any(collected.dead_letters.values())
-    assert all(service.alive() for service in system.services.values())
+    # reliability #7: one resend with the same Message-ID per notify kill
+    assert_nothing_lost(collected, system, duplicate_emails_allowed=1)
 
 
 @pytest.mark.xfail(strict=False, reason=(
@@ -89,11 +83,9 @@ def test_kill_9_of_routing_and_notify_mid_stream_loses_nothing_and_duplicates_no
     "Until fixed, run one worker per stream service (docs/operations.md)."))
 def test_a_second_routing_worker_joining_mid_stream_loses_and_duplicates_nothing(system: System) -> None:
     bootstrap = system.broker.bootstrap
-    submitter = Submitter(system.services["intake"].base_url, run=f"join{int(time.time()) % 100000}", clients=4)
     # Paced, so the stream still flows when the new worker has joined the group (it needs 6-9 s to start).
-    feeder = threading.Thread(target=submitter.run_all, args=(JOIN_SIGNALS,), kwargs={"rate": JOIN_RATE},
-                              daemon=True)
-    feeder.start()
+    submitter, feeder = feed(system, run=f"join{int(time.time()) % 100000}", n=JOIN_SIGNALS, clients=4,
+                             rate=JOIN_RATE)
 
     wait_until(lambda: end_total(bootstrap, "signals.assigned") >= JOIN_SIGNALS // 4, timeout=120, interval=0.1,
                what="a quarter of the assignments")
@@ -102,7 +94,6 @@ def test_a_second_routing_worker_joining_mid_stream_loses_and_duplicates_nothing
 
     collected = settled(bootstrap, system.sink, run=submitter.run, signal_ids=submitter.result.signal_ids,
                         timeout_s=90)
-    hops = collected.hops
     routed_by_second = second.log_path.read_text(errors="replace").count('"signal_routed"')
     print(f"\nsubmitted {JOIN_SIGNALS}, accepted {submitter.result.accepted}; the second worker routed "
           f"{routed_by_second}")
@@ -110,16 +101,25 @@ def test_a_second_routing_worker_joining_mid_stream_loses_and_duplicates_nothing
 
     assert submitter.result.accepted == JOIN_SIGNALS and not submitter.result.failed
     assert routed_by_second > 0  # the group really rebalanced while records flowed
+    assert_nothing_lost(collected, system, duplicate_emails_allowed=0)
+
+
+def feed(system: System, *, run: str, n: int, clients: int, rate: float | None = None) -> tuple[Submitter,
+                                                                                                  threading.Thread]:
+    """Submit n signals from a background thread, paced at `rate` per second if given."""
+    submitter = Submitter(system.services["intake"].base_url, run=run, clients=clients)
+    feeder = threading.Thread(target=submitter.run_all, args=(n,), kwargs={"rate": rate}, daemon=True)
+    feeder.start()
+    return submitter, feeder
+
+
+def assert_nothing_lost(collected: Collected, system: System, *, duplicate_emails_allowed: int) -> None:
+    """Nothing lost at any hop, no duplicate after dedup (but the allowed resent e-mails), no dead letter, no crash."""
+    hops = collected.hops
     assert {name: hop.lost for name, hop in hops.items()} == dict.fromkeys(hops, 0)
     assert hops["assigned"].dup_dedup == 0
     assert hops["lifecycle"].dup_dedup == 0
     assert hops["sent"].dup_dedup == 0
-    assert hops["email"].dup_dedup == 0
+    assert hops["email"].dup_dedup <= duplicate_emails_allowed
     assert not any(collected.dead_letters.values())
     assert all(service.alive() for service in system.services.values())
-
-
-def first_after(times: list[float], instant: float) -> float | None:
-    """Seconds from instant to the first output after it."""
-    later = [t for t in times if t > instant]
-    return round(min(later) - instant, 2) if later else None
