@@ -13,10 +13,12 @@ sla:
 ```
 
 Terms are `ClockTerm` texts (working days, school days, ISO 8601 durations, ...). Every entry names all
-three clocks; `null` means that clock runs without a deadline. An entry replaces the built-in policy
-for its route × urgency; routes and urgencies the file does not mention keep `DEFAULT_POLICIES`.
-Policy ids say where a policy came from: `<municipality id>:zat/U1` from the file, `default:zat/U1`
-built in. The escalation interval is a duration (no months), per entry or for the whole section.
+three clocks; `null` means that clock runs without a deadline.
+Precedence (ADR 0013): whatever the file writes for a route beats every built-in policy for that route, and
+within the file and within the built-ins a specific urgency beats `"*"`; `default` (the file's, else the
+built-in one) applies only to a route neither has.
+Policy ids say where a policy came from: `<municipality id>:zat/*` from the file, `default:zat/U1` built in.
+The escalation interval is a duration (no months): the file entry's own, else the section's, else one day.
 """
 
 from __future__ import annotations
@@ -33,9 +35,11 @@ from shared.events import Route, Urgency
 
 DEFAULT_ESCALATION_INTERVAL = timedelta(days=1)
 ROUTES = tuple(r.value for r in Route)
-URGENCY_KEYS = (*(u.value for u in Urgency), ANY_URGENCY)
+URGENCIES = tuple(u.value for u in Urgency)
+URGENCY_KEYS = (*URGENCIES, ANY_URGENCY)
 ENTRY_KEYS = (*CLOCKS, "escalation_interval")
 SECTION_KEYS = ("escalation_interval", "routes", "default")
+DEFAULT_KEY = "default"
 
 Problems = list[tuple[int | None, str]]
 LineOf = Callable[..., int | None]
@@ -50,28 +54,76 @@ class SlaConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class SlaConfig:
-    """Policies and escalation intervals, looked up by route and urgency."""
+class Resolved:
+    """The effective policy of one route × urgency and where its parts came from (a file line or built in)."""
 
-    policies: SlaPolicies
+    policy_id: str
+    policy: SlaPolicy
+    interval: timedelta
+    entry: str
+    from_file: bool
+    line: int | None = None
+    interval_from: str = "built in"
+    interval_line: int | None = None
+
+
+@dataclass(frozen=True)
+class SlaConfig:
+    """The file's entries over the built-in policies, looked up by route and urgency."""
+
+    builtin: SlaPolicies = DEFAULT_POLICIES
     source: str = "default"
-    from_file: frozenset[tuple[str, str]] = frozenset()
-    default_from_file: bool = False
-    escalation: dict[tuple[str, str], timedelta] = field(default_factory=dict)
-    default_escalation: timedelta = DEFAULT_ESCALATION_INTERVAL
+    routes: dict[str, dict[str, SlaPolicy]] = field(default_factory=dict)
+    default: SlaPolicy | None = None
+    escalation: dict[str, timedelta] = field(default_factory=dict)
+    default_escalation: timedelta | None = None
+    lines: dict[str, int | None] = field(default_factory=dict)
+
+    def _winner(self, route: str, urgency: str) -> tuple[bool, str, SlaPolicy]:
+        """(from the file, entry key, policy): file before built-in, a specific urgency before "*", then default."""
+        for from_file, table in ((True, self.routes), (False, self.builtin.routes)):
+            by_urgency = table.get(route, {})
+            for key in (urgency, ANY_URGENCY):
+                if key in by_urgency:
+                    return from_file, f"{route}/{key}", by_urgency[key]
+        if self.default is not None:
+            return True, DEFAULT_KEY, self.default
+        return False, DEFAULT_KEY, self.builtin.default
+
+    def resolve(self, route: str, urgency: str) -> Resolved:
+        """The effective policy of a route and urgency, with the origin of its terms and its interval."""
+        from_file, entry, policy = self._winner(route, urgency)
+        origin = self.source if from_file else "default"
+        if from_file and entry in self.escalation:
+            interval, interval_from = self.escalation[entry], f"sla.{_dotted(entry)}"
+            interval_line = self.lines.get(f"{entry}/escalation_interval")
+        elif self.default_escalation is not None:
+            interval, interval_from = self.default_escalation, "sla.escalation_interval"
+            interval_line = self.lines.get("escalation_interval")
+        else:
+            interval, interval_from, interval_line = DEFAULT_ESCALATION_INTERVAL, "built in", None
+        return Resolved(
+            policy_id=f"{origin}:{entry}", policy=policy, interval=interval, entry=entry, from_file=from_file,
+            line=self.lines.get(entry) if from_file else None, interval_from=interval_from,
+            interval_line=interval_line,
+        )
 
     def lookup(self, route: str, urgency: str) -> tuple[str, SlaPolicy, timedelta]:
         """(policy id, policy, escalation interval) for a route and urgency."""
-        key, policy = self.policies.lookup(route, urgency)
-        if key == "default":
-            origin = self.source if self.default_from_file else "default"
-            return f"{origin}:default", policy, self.escalation.get(("", ""), self.default_escalation)
-        slot = tuple(key.split("/", 1))
-        origin = self.source if slot in self.from_file else "default"
-        return f"{origin}:{key}", policy, self.escalation.get(slot, self.default_escalation)  # type: ignore[arg-type]
+        found = self.resolve(route, urgency)
+        return found.policy_id, found.policy, found.interval
+
+    def table(self) -> dict[tuple[str, str], Resolved]:
+        """The effective policy of every route × urgency a signal can have."""
+        return {(route, urgency): self.resolve(route, urgency) for route in ROUTES for urgency in URGENCIES}
 
 
-DEFAULT_SLA = SlaConfig(policies=DEFAULT_POLICIES)
+DEFAULT_SLA = SlaConfig()
+
+
+def _dotted(entry: str) -> str:
+    """`zat/*` as the file's path `routes.zat.*`; `default` as `default`."""
+    return entry if entry == DEFAULT_KEY else "routes." + entry.replace("/", ".")
 
 
 def _interval(raw: Any, loc: tuple[str | int, ...], line_of: LineOf, problems: Problems) -> timedelta | None:
@@ -126,10 +178,17 @@ def _entry(raw: Any, loc: tuple[str | int, ...], line_of: LineOf, problems: Prob
     return (SlaPolicy(**terms) if ok else None), interval
 
 
-def _parse_route(route: Any, urgencies: Any, line_of: LineOf, problems: Problems, *,
-                 routes: dict[str, dict[str, SlaPolicy]], from_file: set[tuple[str, str]],
-                 escalation: dict[tuple[str, str], timedelta]) -> None:
-    """One entry of sla.routes: its urgencies' policies into routes, from_file and escalation; faults into problems."""
+@dataclass
+class _Parsed:
+    """What the section's entries add up to while they are read."""
+
+    routes: dict[str, dict[str, SlaPolicy]] = field(default_factory=dict)
+    escalation: dict[str, timedelta] = field(default_factory=dict)
+    lines: dict[str, int | None] = field(default_factory=dict)
+
+
+def _parse_route(route: Any, urgencies: Any, line_of: LineOf, problems: Problems, *, parsed: _Parsed) -> None:
+    """One entry of sla.routes: its urgencies' policies, intervals and lines into parsed; faults into problems."""
     if route not in ROUTES:
         problems.append((line_of("sla", "routes", route), f"sla.routes: unknown route {route!r}; "
                          f"expected one of {', '.join(ROUTES)}"))
@@ -145,46 +204,71 @@ def _parse_route(route: Any, urgencies: Any, line_of: LineOf, problems: Problems
                              f"{urgency!r}; expected one of {', '.join(URGENCY_KEYS)}"))
             continue
         policy, interval = _entry(raw, ("routes", route, urgency), line_of, problems)
+        entry = f"{route}/{urgency}"
+        parsed.lines[entry] = line_of("sla", "routes", route, raw_urgency)
         if policy is not None:
-            routes.setdefault(route, {})[urgency] = policy
-            from_file.add((route, urgency))
+            parsed.routes.setdefault(route, {})[urgency] = policy
         if interval is not None:
-            escalation[(route, urgency)] = interval
+            parsed.escalation[entry] = interval
+            parsed.lines[f"{entry}/escalation_interval"] = line_of("sla", "routes", route, raw_urgency,
+                                                                   "escalation_interval")
 
 
-def parse_sla(section: dict[str, Any], *, source: str, line_of: LineOf = lambda *_: None) -> SlaConfig:
-    """Validate the sla section and merge it over the built-in policies; raise SlaConfigError with lines."""
+def parse_sla(section: dict[str, Any], *, source: str, line_of: LineOf = lambda *_: None,
+              builtin: SlaPolicies = DEFAULT_POLICIES) -> SlaConfig:
+    """Validate the sla section and put it over the built-in policies; raise SlaConfigError with lines."""
     problems: Problems = []
     if not isinstance(section, dict):
         raise SlaConfigError([(line_of("sla"), "sla: expected a mapping")])
     for key in section:
         if key not in SECTION_KEYS:
             problems.append((line_of("sla", key), f"sla: unknown key {key!r}; expected {', '.join(SECTION_KEYS)}"))
-    default_escalation = DEFAULT_ESCALATION_INTERVAL
+    parsed = _Parsed()
+    default_escalation = None
     if "escalation_interval" in section:
-        default_escalation = _interval(section["escalation_interval"], ("escalation_interval",), line_of,
-                                       problems) or DEFAULT_ESCALATION_INTERVAL
-    routes: dict[str, dict[str, SlaPolicy]] = {r: dict(u) for r, u in DEFAULT_POLICIES.routes.items()}
-    from_file: set[tuple[str, str]] = set()
-    escalation: dict[tuple[str, str], timedelta] = {}
+        default_escalation = _interval(section["escalation_interval"], ("escalation_interval",), line_of, problems)
+        parsed.lines["escalation_interval"] = line_of("sla", "escalation_interval")
     raw_routes = section.get("routes") or {}
     if not isinstance(raw_routes, dict):
         problems.append((line_of("sla", "routes"), "sla.routes: expected a mapping of route to urgencies"))
         raw_routes = {}
     for route, urgencies in raw_routes.items():
-        _parse_route(route, urgencies, line_of, problems, routes=routes, from_file=from_file, escalation=escalation)
-    default = DEFAULT_POLICIES.default
-    if "default" in section:
-        policy, interval = _entry(section["default"], ("default",), line_of, problems)
-        default = policy or default
+        _parse_route(route, urgencies, line_of, problems, parsed=parsed)
+    default = None
+    if DEFAULT_KEY in section:
+        default, interval = _entry(section[DEFAULT_KEY], (DEFAULT_KEY,), line_of, problems)
+        parsed.lines[DEFAULT_KEY] = line_of("sla", DEFAULT_KEY)
         if interval is not None:
-            escalation[("", "")] = interval
+            parsed.escalation[DEFAULT_KEY] = interval
+            parsed.lines[f"{DEFAULT_KEY}/escalation_interval"] = line_of("sla", DEFAULT_KEY, "escalation_interval")
     if problems:
         raise SlaConfigError(problems)
     return SlaConfig(
-        policies=SlaPolicies(routes=routes, default=default), source=source, from_file=frozenset(from_file),
-        default_from_file="default" in section, escalation=escalation, default_escalation=default_escalation,
+        builtin=builtin, source=source, routes=parsed.routes, default=default, escalation=parsed.escalation,
+        default_escalation=default_escalation, lines=parsed.lines,
     )
+
+
+def unused_entries(config: SlaConfig) -> Problems:
+    """Warnings: entries of the file that no route × urgency uses, each with its line."""
+    table = config.table().values()
+    used = {found.entry for found in table if found.from_file}
+    warnings: Problems = []
+    for route, by_urgency in config.routes.items():
+        for urgency in by_urgency:
+            entry = f"{route}/{urgency}"
+            if entry not in used:
+                own = ", ".join(u for u in URGENCIES if u in by_urgency)
+                warnings.append((config.lines.get(entry), f"sla.routes.{route}.{urgency} has no effect: "
+                                 f"{route} {own} each have their own entry in this file"))
+    if config.default is not None and DEFAULT_KEY not in used:
+        warnings.append((config.lines.get(DEFAULT_KEY), "sla.default has no effect: every route has a policy "
+                         "(in this file or built in); write it as sla.routes.<route>.\"*\" instead"))
+    if config.default_escalation is not None and not any(f.interval_from == "sla.escalation_interval"
+                                                         for f in table):
+        warnings.append((config.lines.get("escalation_interval"), "sla.escalation_interval has no effect: "
+                         "every policy sets its own"))
+    return warnings
 
 
 def sla_config_for(municipality: Any) -> SlaConfig:
