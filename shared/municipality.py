@@ -214,6 +214,36 @@ def parse_yaml_with_lines(text: str, source: str) -> tuple[Any, dict[tuple[str |
     return _to_python(node, (), lines), lines
 
 
+def duplicate_keys(text: str) -> list[tuple[int, str]]:
+    """(line, message) for every mapping key written twice: YAML keeps the last, so the first has no effect."""
+    found: list[tuple[int, str]] = []
+
+    def walk(node: yaml.Node, path: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+                line = key_node.start_mark.line + 1
+                where = f"{path}.{key}" if path else str(key)
+                if key is not None and key in seen:
+                    found.append((seen[key], f"{where} (line {seen[key]}) has no effect: it is written again "
+                                             f"on line {line}, which replaces it"))
+                if key is not None:
+                    seen[key] = line
+                walk(value_node, where)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, f"{path}[{i}]")
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return []
+    if root is not None:
+        walk(root, "")
+    return found
+
+
 def _line(lines: dict[tuple[str | int, ...], int], loc: tuple[str | int, ...]) -> int | None:
     for end in range(len(loc), -1, -1):
         if loc[:end] in lines:

@@ -3,7 +3,8 @@
 Reload by polling the file's modification time (every `routing_reload_interval_s`): it works the
 same under a supervisor, in a container with a mounted ConfigMap, and in tests. A file that does
 not validate is refused: the old rules stay, `routing_config_reloads_total{outcome="refused"}`
-counts it and `routing_config_refused` is logged with the lines.
+counts it and `routing_config_refused` is logged with the lines. Rules an earlier rule catches completely
+are kept and logged as `routing_config_warnings`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import structlog
 
 from services.routing.metrics import RoutingMetrics
-from services.routing.rules import RuleBook, parse_rulebook
+from services.routing.rules import RuleBook, parse_rulebook, shadow_warnings
 from shared.municipality import ConfigError, Municipality, load_municipality
 
 log = structlog.get_logger(__name__)
@@ -28,6 +29,13 @@ class Loaded:
     book: RuleBook
 
 
+def _log_warnings(loaded: Loaded) -> None:
+    """Rules that an earlier rule catches completely are kept, and logged (ADR 0013)."""
+    warnings = shadow_warnings(loaded.book, loaded.municipality)
+    if warnings:
+        log.warning("routing_config_warnings", problems=[f"line {line or '?'}: {text}" for line, text in warnings])
+
+
 class RoutingConfig:
     """Holds the current configuration; swaps it only for a valid file."""
 
@@ -37,6 +45,7 @@ class RoutingConfig:
         self._mtime = self._stat()
         municipality = municipality or load_municipality(path)  # type: ignore[arg-type]
         self.current = Loaded(municipality, parse_rulebook(municipality))
+        _log_warnings(self.current)
         metrics.config_reloads.labels(outcome="ok").inc()
         metrics.precreate_rules(self.current.book, municipality)
 
@@ -61,6 +70,7 @@ class RoutingConfig:
                       problems=[f"line {line or '?'}: {message}" for line, message in exc.problems])
             return False
         self.current = Loaded(municipality, book)
+        _log_warnings(self.current)
         self.metrics.config_reloads.labels(outcome="ok").inc()
         self.metrics.precreate_rules(book, municipality)
         log.info("routing_config_reloaded", path=str(self.path), rules=len(book.rules))

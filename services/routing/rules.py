@@ -9,7 +9,6 @@ whose target exists for the signal wins; `default` is required and catches the r
 from __future__ import annotations
 
 import fnmatch
-import itertools
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -32,8 +31,6 @@ DEFAULT_WINDOW_DAYS = 730
 ALL_FLAGS = tuple(sorted(FLAGS | DERIVED_FLAGS))
 URGENCIES = ("U0", "U1", "U2", "U3")
 POSTCODES = tuple(f"{n:04d}" for n in range(10000))
-NONE = "<none>"
-OTHER = "<other>"
 
 
 def _as_list(value: Any) -> Any:
@@ -137,14 +134,16 @@ class Rule:
         """Whether every condition holds for these facts."""
         w = self.when
         return all((
-            w.category is None or _any(w.category, facts.category),
-            w.urgency is None or _any(w.urgency, facts.urgency),
-            w.partner_kind is None or _any(w.partner_kind, facts.partner_kind),
-            w.school is None or (facts.school_brin is not None and _any(w.school, facts.school_brin)),
-            w.postcode_area is None or (facts.postcode_area is not None and _any(w.postcode_area, facts.postcode_area)),
-            w.flags is None or any(_any(w.flags, flag) for flag in facts.flags),
+            w.category is None or matches_any(w.category, facts.category),
+            w.urgency is None or matches_any(w.urgency, facts.urgency),
+            w.partner_kind is None or matches_any(w.partner_kind, facts.partner_kind),
+            w.school is None or (facts.school_brin is not None and matches_any(w.school, facts.school_brin)),
+            w.postcode_area is None or (facts.postcode_area is not None
+                                        and matches_any(w.postcode_area, facts.postcode_area)),
+            w.flags is None or any(matches_any(w.flags, flag) for flag in facts.flags),
             w.match is None or w.match == facts.matched,
-            w.match_partner_kind is None or any(_any(w.match_partner_kind, k) for k in facts.match_partner_kinds),
+            w.match_partner_kind is None
+            or any(matches_any(w.match_partner_kind, k) for k in facts.match_partner_kinds),
         ))
 
 
@@ -159,7 +158,8 @@ class Decision:
     inform: tuple[Body, ...] = ()
 
 
-def _any(patterns: Iterable[str], value: str) -> bool:
+def matches_any(patterns: Iterable[str], value: str) -> bool:
+    """Whether a value matches any of the glob patterns."""
     return any(fnmatch.fnmatchcase(value, p) for p in patterns)
 
 
@@ -285,7 +285,7 @@ def _parse(section: dict[str, Any], municipality: Municipality, *, lines: dict[P
         return None, problems
     assert spec.default is not None
     rules = tuple(Rule(r.id, r.description, r.when, r.target, tuple(r.handoff), tuple(r.inform)) for r in spec.rules)
-    problems += _shadowed(rules, municipality, lambda i: line("rules", i))
+    problems += _never_hold(rules, municipality, lambda i: line("rules", i))
     if problems:
         return None, problems
     default = Rule(spec.default.id, spec.default.description, WhenSpec(), spec.default.target,
@@ -353,50 +353,32 @@ def _check_patterns(when: WhenSpec, municipality: Municipality, line: Any) -> li
     return problems
 
 
-# A rule as the set of signals it catches, one set per dimension (their product).
-Region = dict[str, frozenset[Any]]
+def _never_hold(rules: Sequence[Rule], municipality: Municipality, line: Any) -> list[Problem]:
+    """Rules whose conditions (with their target) can never all hold: refused."""
+    from services.routing.reachability import is_empty, region
+
+    return [(line(j), f"rule {rule.id!r} is unreachable: its conditions can never all hold")
+            for j, rule in enumerate(rules) if is_empty(region(rule, municipality))]
 
 
-def _region(rule: Rule, municipality: Municipality) -> Region:
-    w = rule.when
-    schools = (*municipality.schools, OTHER, NONE)
-    served = frozenset(municipality.body_by_postcode)
-    flagsets = [frozenset(c) for n in range(len(ALL_FLAGS) + 1) for c in itertools.combinations(ALL_FLAGS, n)]
-    kindsets = [frozenset(c) for n in range(len(PARTNER_KINDS) + 1) for c in itertools.combinations(PARTNER_KINDS, n)]
+def shadow_warnings(book: RuleBook, municipality: Municipality) -> list[Problem]:
+    """Warnings, each with its line: rules an earlier rule catches completely (they are kept, never refused)."""
+    from services.routing.reachability import shadows
 
-    def pick(patterns: list[str] | None, domain: Iterable[str]) -> frozenset[str]:
-        return frozenset(v for v in domain if patterns is None or (v not in (NONE, OTHER) and _any(patterns, v)))
+    if not municipality.raw.routing:
+        return []
 
-    region: Region = {
-        "category": pick(w.category, CATEGORIES), "urgency": pick(w.urgency, URGENCIES),
-        "partner_kind": pick(w.partner_kind, PARTNER_KINDS), "school": pick(w.school, schools),
-        "postcode_area": pick(w.postcode_area, (*POSTCODES, NONE)),
-        "flags": frozenset(s for s in flagsets
-                           if (w.flags is None or any(_any(w.flags, f) for f in s))
-                           and (w.match is None or w.match == ("MATCH" in s))),
-        "match_partner_kind": frozenset(
-            s for s in kindsets if w.match_partner_kind is None or any(_any(w.match_partner_kind, k) for k in s)
-        ),
-    }
-    # A symbolic target only exists for some signals: the rule passes the others on.
-    if rule.target in (SCHOOL_ZAT, SCHOOL_AF):
-        region["school"] = region["school"] & frozenset(municipality.schools)
-    elif rule.target == POSTCODE_WIJKTEAM:
-        region["postcode_area"] = region["postcode_area"] & served
-    return region
+    def line(i: int) -> int | None:
+        return municipality.line_of("routing", "rules", i)
 
-
-def _shadowed(rules: Sequence[Rule], municipality: Municipality, line: Any) -> list[Problem]:
-    regions = [_region(rule, municipality) for rule in rules]
-    problems: list[Problem] = []
-    for j, (rule, region) in enumerate(zip(rules, regions, strict=True)):
-        if any(not values for values in region.values()):
-            problems.append((line(j), f"rule {rule.id!r} is unreachable: its conditions can never all hold"))
-            continue
-        for i in range(j):
-            earlier = regions[i]
-            if all(region[d] <= earlier[d] for d in region):
-                problems.append((line(j), f"rule {rule.id!r} is unreachable: rule {rules[i].id!r} "
-                                          f"(line {line(i) or '?'}) catches every signal it would"))
-                break
-    return problems
+    warnings: list[Problem] = []
+    for s in shadows(book.rules, municipality):
+        rule, by = book.rules[s.index], book.rules[s.by]
+        if s.dead:
+            text = (f"rule {rule.id!r} has no effect: rule {by.id!r} (line {line(s.by) or '?'}) catches every "
+                    "signal it would, also after a rejection")
+        else:
+            text = (f"rule {rule.id!r} never decides a first routing: rule {by.id!r} (line {line(s.by) or '?'}) "
+                    "catches every signal it would; it can only decide after a rejection")
+        warnings.append((line(s.index), text))
+    return warnings

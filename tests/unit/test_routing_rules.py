@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 from schakel.cli import main
 from services.routing.config import RoutingConfig
 from services.routing.metrics import RoutingMetrics
-from services.routing.rules import Facts, parse_rulebook
+from services.routing.rules import Facts, parse_rulebook, shadow_warnings
 from shared.municipality import ConfigError, build_municipality, load_municipality, parse_yaml_with_lines
 from shared.settings import REPO_ROOT
 
@@ -141,7 +141,7 @@ def test_a_bad_pattern_is_refused_with_its_line(condition: str, message: str) ->
     assert refused(text) == [(line_of(text, condition), message)]
 
 
-def test_a_shadowed_rule_is_refused_with_its_line_and_the_rule_that_shadows_it() -> None:
+def test_a_shadowed_rule_is_kept_and_reported_as_a_warning_with_both_lines() -> None:
     text = with_routing("""  rules:
     - id: school
       description: x
@@ -150,12 +150,16 @@ def test_a_shadowed_rule_is_refused_with_its_line_and_the_rule_that_shadows_it()
     - id: klas-groep
       description: never reached
       when: {category: KLAS, flags: GROUP_LINK}
-      target: coordinator
+      target: oov
 """ + GOOD_DEFAULT)
+    data, lines = parse_yaml_with_lines(text, "test.yaml")
+    municipality = build_municipality(data, lines=lines, source="test.yaml")
+    book = parse_rulebook(municipality)
     first = line_of(text, "- id: school")
-    assert refused(text) == [(line_of(text, "- id: klas-groep"),
-                              f"rule 'klas-groep' is unreachable: rule 'school' (line {first}) "
-                              "catches every signal it would")]
+    assert [r.id for r in book.rules] == ["school", "klas-groep"]
+    assert shadow_warnings(book, municipality) == [(line_of(text, "- id: klas-groep"),
+                                                    f"rule 'klas-groep' has no effect: rule 'school' (line {first}) "
+                                                    "catches every signal it would, also after a rejection")]
 
 
 def test_a_symbolic_target_leaves_signals_without_it_to_later_rules() -> None:
