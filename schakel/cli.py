@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from schakel import config_cli
 from shared.settings import Settings
 
 
@@ -37,19 +38,6 @@ def _topics(args: argparse.Namespace) -> int:
 
     created = ensure_topics(Settings().kafka_bootstrap)
     print(f"created: {', '.join(created) or 'nothing (all present)'}")
-    return 0
-
-
-def _config_check(args: argparse.Namespace) -> int:
-    from shared.municipality import ConfigError, load_municipality
-
-    path = Path(args.file) if args.file else Settings().config
-    try:
-        municipality = load_municipality(path)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    print(f"{path}: valid ({len(municipality.partners)} partners, {len(municipality.bodies)} bodies)")
     return 0
 
 
@@ -87,10 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     topics = sub.add_parser("topics", help="create every registered topic (idempotent)")
     topics.add_argument("action", choices=["create"])
     topics.set_defaults(func=_topics)
-    config = sub.add_parser("config", help="the municipality file")
-    config.add_argument("action", choices=["check"])
-    config.add_argument("file", nargs="?")
-    config.set_defaults(func=_config_check)
+    config_cli.add_parser(sub)
     schema = sub.add_parser("schema", help="write event JSON Schemas and the AsyncAPI document")
     schema.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "docs" / "schema"))
     schema.set_defaults(func=_schema)

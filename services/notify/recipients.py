@@ -142,17 +142,32 @@ def for_warning(event: SlaWarned, municipality: Municipality) -> list[PlannedMai
     return _dedupe([PlannedMail("warning", r, event.body_id) for r in handlers])
 
 
+def _team_leads(body: Body | None, municipality: Municipality) -> list[Recipient]:
+    """The second escalation step: the school's directeur, or the body's handlers as team lead."""
+    school = municipality.schools.get(body.school_brin) if body and body.school_brin else None
+    if school is not None:
+        return [Recipient("directeur", str(school.directeur.email))]
+    return [Recipient("team_lead", r.email) for r in _handlers(body)]
+
+
+def roles_of(body: Body, municipality: Municipality) -> dict[str, list[Recipient]]:
+    """Who is mailed about a body's signals, by occasion: its handlers, the OOV's police, the escalation steps."""
+    occasions = {"signals, warnings, breaches": _handlers(body)}
+    police = [r for r in _contacts(body) if body.route is Route.OOV and r.role in POLICE_ROLES]
+    if police:
+        occasions["after the coordinator's triage"] = police
+    occasions["escalation step 2"] = _team_leads(body, municipality)
+    occasions["escalation step 3"] = _coordinator(municipality)
+    return occasions
+
+
 def for_breach(event: SlaBreached, municipality: Municipality) -> list[PlannedMail]:
     """Up the ladder: handler → team lead (the school's directeur, or the body again) → coordinator."""
     body = municipality.bodies.get(event.body_id)
     if event.step == "handler":
         return _dedupe([PlannedMail("breach", r, event.body_id) for r in _handlers(body)])
     if event.step == "team_lead":
-        school = municipality.schools.get(body.school_brin) if body and body.school_brin else None
-        leads = [Recipient("directeur", str(school.directeur.email))] if school else [
-            Recipient("team_lead", r.email) for r in _handlers(body)
-        ]
-        return _dedupe([PlannedMail("escalation", r, event.body_id) for r in leads])
+        return _dedupe([PlannedMail("escalation", r, event.body_id) for r in _team_leads(body, municipality)])
     return _dedupe([PlannedMail("escalation", r, event.body_id) for r in _coordinator(municipality)])
 
 
@@ -179,4 +194,4 @@ def plan(event: Contract, municipality: Municipality) -> list[PlannedMail]:
     return []
 
 
-__all__ = ["PlannedMail", "Recipient", "plan", "prefers_digest"]
+__all__ = ["PlannedMail", "Recipient", "plan", "prefers_digest", "roles_of"]
