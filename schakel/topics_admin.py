@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.kafka import create_missing_topics
+from shared.topic_admin import create_missing_topics
 from shared.topics import ALL_TOPICS, TopicSpec
 
 

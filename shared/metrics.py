@@ -10,9 +10,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 # Business durations (time to acknowledge, to feedback, to close): minutes to months.
+GAP_OUTCOMES = ("sought_back", "accepted_hole")  # shared.offset_continuity.GapOutcome
+BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500)
 DAY = 86400.0
 LIFECYCLE_BUCKETS = (60.0, 600.0, 3600.0, 4 * 3600.0, DAY, 2 * DAY, 5 * DAY, 10 * DAY, 20 * DAY, 40 * DAY, 90 * DAY)
-# Every code shared.kafka.RecordLoop dead-letters with (shared.events.decode_event and decode_as, plus
+# Every code shared.record_loop.RecordLoop dead-letters with (shared.events.decode_event and decode_as, plus
 # "unprocessable_record"); pass as HopMetrics(dead_letter_reasons=...) so the series exist before the first one.
 RECORD_DEAD_LETTER_REASONS = (
     "empty_record", "bad_json", "bad_envelope", "unknown_event_type", "schema_violation", "unexpected_event_type",
@@ -67,10 +69,19 @@ class HopMetrics:
             f"{service}_dead_letters_total", "Records written to a dead-letter topic.", ["topic", "reason"],
             registry=registry,
         )
+        self.batch_size = Histogram(
+            f"{service}_batch_size_records", "Records handled together in one batch of a record loop.",
+            buckets=BATCH_BUCKETS, registry=registry,
+        )
+        self.offset_gaps = Counter(
+            f"{service}_offset_gaps_total", "Jumps in a partition's offsets: read again, or a hole proved real.",
+            ["topic", "outcome"], registry=registry,
+        )
         self.ready = Gauge(f"{service}_ready", "1 when connected to Kafka and tables are recovered.",
                            registry=registry)
         precreate(self.consumed, combos(topic=consumes))
         precreate(self.duration, combos(topic=consumes))
         precreate(self.produced, combos(topic=produces))
         precreate(self.dead_letters, combos(topic=consumes, reason=dead_letter_reasons))
+        precreate(self.offset_gaps, combos(topic=consumes, outcome=GAP_OUTCOMES))
 

@@ -15,9 +15,14 @@ from fastapi import FastAPI
 from faust.contrib.asgi import faust_app_running
 from prometheus_client import CollectorRegistry
 
+from shared import faust_compat
+from shared.faust_compat import faust_ready
 from shared.http import add_operational_routes
-from shared.kafka import RecordLoop, check_stalled, ensure_faust_topics, faust_ready, update_lag
+from shared.offset_continuity import Gap
+from shared.record_loop import RecordLoop
 from shared.retry import retry_with_backoff
+from shared.stall_watch import check_stalled, update_lag
+from shared.topic_admin import ensure_faust_topics
 
 log = structlog.get_logger(__name__)
 LAG_INTERVAL_S = 5.0
@@ -79,11 +84,18 @@ def stream_service_api(
 
     @faust_app.timer(LAG_INTERVAL_S)
     async def report_lag() -> None:
-        hops = {id(loop.metrics): loop.metrics for loop in loops}
         for hop in hops.values():
             lag = update_lag(faust_app, hop)
             check_stalled(faust_app, hop, lag=lag, after_s=stall_after_s)
 
+    hops = {id(loop.metrics): loop.metrics for loop in loops}
+
+    def count_gap(gap: Gap) -> None:
+        for hop in hops.values():
+            if gap.topic in hop.consumes:
+                hop.offset_gaps.labels(topic=gap.topic, outcome=gap.outcome.value).inc()
+
+    faust_compat.on_offset_gap(faust_app, count_gap)
     api = FastAPI(title=title, version="1", lifespan=faust_lifespan_with_topics(faust_app))
 
     def ready() -> bool:

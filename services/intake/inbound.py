@@ -19,8 +19,8 @@ from services.intake.signing import IDEMPOTENCY_HEADER, PARTNER_HEADER, SIGNATUR
 from services.intake.submission import Accepted, Intake, Rejected
 from services.intake.validation import MAX_BODY_BYTES
 from shared.events import CloudEvent
-from shared.kafka import fatal, provenance_headers
 from shared.pseudonym import seal
+from shared.record_loop import fatal, provenance_headers
 from shared.retry import retry_with_backoff, stopped_on_error
 from shared.topics import SIGNALS_INBOUND, SIGNALS_INBOUND_DLQ
 

@@ -9,8 +9,9 @@ from prometheus_client import CollectorRegistry
 
 from services.notify.agents import NotifyCore
 from services.notify.digest import DigestSchedule
+from services.notify.mailer import Sender
 from services.notify.metrics import NotifyMetrics
-from services.notify.smtp import SmtpSender, SmtpSettings
+from services.notify.smtp import SmtpPool, SmtpSettings
 from shared.kafka import create_faust_app
 from shared.logging import configure_logging
 from shared.municipality import Municipality, load_municipality
@@ -21,16 +22,17 @@ GAUGE_INTERVAL_S = 5.0
 
 
 def create_app(settings: Settings | None = None, *, municipality: Municipality | None = None,
-               store: str | None = None, sender: SmtpSender | None = None) -> FastAPI:
+               store: str | None = None, sender: Sender | None = None) -> FastAPI:
     """Build notify's faust app, sent-log and agent; nothing connects until start."""
     settings = settings or Settings()
     configure_logging(service="notify", log_format=settings.log_format, level=settings.log_level)
     registry = CollectorRegistry()
     faust_app = create_faust_app("notify", settings, store=store)
     address = parseaddr(settings.mail_from)[1]
+    pool = SmtpPool(SmtpSettings.from_settings(settings), size=settings.notify_smtp_connections)
     core = NotifyCore(
         app=faust_app, municipality=municipality or load_municipality(settings.config),
-        metrics=NotifyMetrics(registry), sender=sender or SmtpSender(SmtpSettings.from_settings(settings)),
+        metrics=NotifyMetrics(registry), sender=sender or pool,
         sender_address=settings.mail_from, mail_domain=address.rsplit("@", 1)[1], partitions=settings.topic_partitions,
         base_url=settings.public_base_url, retry_base_s=settings.notify_retry_base_s,
         retry_max_s=settings.notify_retry_max_s,

@@ -1,4 +1,4 @@
-"""SMTP delivery over one reused aiosmtplib connection, with failures split into transient and permanent."""
+"""SMTP delivery over reused aiosmtplib connections (a pool), with failures split into transient and permanent."""
 
 from __future__ import annotations
 
@@ -193,6 +193,42 @@ class SmtpSender:
                     await client.quit()
                 except aiosmtplib.SMTPException:
                     client.close()
+
+
+class SmtpPool:
+    """A fixed number of SmtpSenders, each with its own connection; a mail takes whichever is free."""
+
+    def __init__(self, settings: SmtpSettings, *, size: int = 4) -> None:
+        if size < 1:
+            raise ValueError("an SMTP pool needs at least one connection")
+        self.senders = [SmtpSender(settings) for _ in range(size)]
+        self._free: asyncio.Queue[SmtpSender] | None = None
+
+    def _queue(self) -> asyncio.Queue[SmtpSender]:
+        if self._free is None:  # created on the running loop, not at import or wiring time
+            self._free = asyncio.Queue()
+            for sender in self.senders:
+                self._free.put_nowait(sender)
+        return self._free
+
+    @property
+    def connections_opened(self) -> int:
+        """Connections opened so far, over every sender."""
+        return sum(sender.connections_opened for sender in self.senders)
+
+    async def send_with_retry(self, message: EmailMessage, **retry: Any) -> int:
+        """Send on a free connection (see SmtpSender.send_with_retry); return the attempts it took."""
+        free = self._queue()
+        sender = await free.get()
+        try:
+            return await sender.send_with_retry(message, **retry)
+        finally:
+            free.put_nowait(sender)
+
+    async def close(self) -> None:
+        """Close every connection."""
+        for sender in self.senders:
+            await sender.close()
 
 
 def backoff_delay(attempt: int, *, base_delay: float, max_delay: float, min_jitter: float = 0.85) -> float:

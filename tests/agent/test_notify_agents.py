@@ -15,6 +15,7 @@ from services.notify.agents import NotifyCore
 from services.notify.digest import DigestSchedule
 from services.notify.metrics import NotifyMetrics
 from services.notify.smtp import PermanentSmtpError, TransientSmtpError
+from shared import record_loop
 from shared.events import (
     CloudEvent,
     Contact,
@@ -32,6 +33,7 @@ from shared.events import (
 )
 from shared.kafka import create_faust_app
 from shared.municipality import load_municipality
+from shared.record_loop import Publish
 from shared.settings import REPO_ROOT, Settings
 
 EXAMPLE = REPO_ROOT / "examples" / "gemeente-voorbeeld.yaml"
@@ -77,14 +79,15 @@ class Harness:
         self.published: list[tuple[str, str, CloudEvent]] = []
         self.dead: list[tuple[str, bytes, dict[str, bytes]]] = []
 
-        async def fake_publish(app: Any, metrics: Any, *, topic: str, key: str, event: CloudEvent) -> None:
-            self.published.append((topic, key, event))
+        async def fake_produce_all(app: Any, records: list[Publish]) -> None:
+            for record in records:
+                if record.topic == "notifications.dlq":
+                    self.dead.append((record.topic, record.value, dict(record.headers)))
+                else:
+                    self.published.append((record.topic, (record.key or b"").decode(), decode_event(record.value)[0]))
 
-        async def fake_send(app: Any, *, topic: str, key: bytes | None, value: bytes, headers: Any = None) -> None:
-            self.dead.append((topic, value, dict(headers or [])))
-
-        monkeypatch.setattr(notify_agents, "publish", fake_publish)
-        monkeypatch.setattr(notify_agents, "send_and_wait", fake_send)
+        monkeypatch.setattr(record_loop, "produce_all", fake_produce_all)
+        monkeypatch.setattr(notify_agents, "produce_all", fake_produce_all)
         self.core = NotifyCore(
             app=self.app, municipality=load_municipality(EXAMPLE), metrics=self.metrics,
             sender=self.sender,  # type: ignore[arg-type]

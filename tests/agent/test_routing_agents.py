@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from services.routing import agents as routing_agents
 from services.routing.config import RoutingConfig
 from services.routing.metrics import RoutingMetrics
+from shared import record_loop
 from shared.events import (
     Contact,
     LifecycleChange,
@@ -27,6 +28,7 @@ from shared.events import (
 )
 from shared.kafka import create_faust_app
 from shared.municipality import load_municipality
+from shared.record_loop import Publish
 from shared.settings import REPO_ROOT, Settings
 
 EXAMPLE = REPO_ROOT / "examples" / "gemeente-voorbeeld.yaml"
@@ -55,14 +57,11 @@ class Harness:
         self.config = RoutingConfig(None, self.metrics, municipality=load_municipality(EXAMPLE))
         self.sent: list[tuple[str, str, Any]] = []
 
-        async def fake_publish(app: Any, metrics: Any, *, topic: str, key: str, event: Any) -> None:
-            self.sent.append((topic, key, event))
+        async def fake_produce_all(app: Any, records: list[Publish]) -> None:
+            for record in records:
+                self.sent.append((record.topic, (record.key or b"").decode(), decode_event(record.value)[0]))
 
-        async def fake_send(app: Any, *, topic: str, key: bytes | None, value: bytes, headers: Any = None) -> None:
-            self.sent.append((topic, (key or b"").decode(), decode_event(value)[0]))
-
-        monkeypatch.setattr(routing_agents, "publish", fake_publish)
-        monkeypatch.setattr(routing_agents, "send_and_wait", fake_send)
+        monkeypatch.setattr(record_loop, "produce_all", fake_produce_all)
         routing_agents.register_agents(self.app, config=self.config, metrics=self.metrics)
         self.app.finalize()
         self.app.flow_control.resume()

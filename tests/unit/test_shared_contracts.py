@@ -166,7 +166,7 @@ def test_invalid_yaml_is_refused_with_the_line(tmp_path: Path) -> None:
 def test_a_consumer_counts_as_stalled_only_when_records_wait_and_nothing_moves(
     busy: bool, ready: bool, lag: int, idle_s: float, stalled: bool
 ) -> None:
-    from shared.kafka import is_stalled
+    from shared.stall_watch import is_stalled
 
     assert is_stalled(busy=busy, ready=ready, lag=lag, idle_s=idle_s, after_s=120.0) is stalled
 

@@ -1,4 +1,4 @@
-"""The two faust fixes (shared.faust_fixes): what aiokafka is asked for, and the order recovery resumes in.
+"""The faust changes (shared.faust_compat): what aiokafka is asked for, the order recovery resumes in, commits.
 
 Fakes stand in for faust's consumer and app; the end-to-end proof is tests/integration/test_reliability.py.
 """
@@ -11,16 +11,16 @@ from typing import Any
 from faust.tables.recovery import Recovery
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
-from shared import faust_fixes
+from shared import faust_compat
 from shared.kafka import create_faust_app
 from shared.settings import Settings
 
 
-def test_every_faust_app_of_ours_runs_with_the_fixes(tmp_path: Any) -> None:
-    create_faust_app("fixes-check", Settings(state_dir=tmp_path))
-    assert faust_fixes.installed()
-    assert Recovery.on_recovery_completed is faust_fixes.on_recovery_completed
-    assert AIOKafkaConsumerThread.getmany is faust_fixes.getmany
+def test_every_faust_app_of_ours_runs_with_the_changes(tmp_path: Any) -> None:
+    create_faust_app("compat-check", Settings(state_dir=tmp_path))
+    assert faust_compat.installed()
+    assert Recovery.on_recovery_completed is faust_compat.on_recovery_completed
+    assert AIOKafkaConsumerThread.getmany is faust_compat.getmany
 
 
 class RecordingThread:
@@ -37,12 +37,12 @@ class RecordingThread:
 
 
 def run_getmany(live: set[str] | None, thread: RecordingThread) -> Any:
-    original = faust_fixes._original_getmany
-    faust_fixes._original_getmany = lambda _self, partitions, _timeout: thread.ask(partitions)  # type: ignore[assignment]
+    original = faust_compat._original_getmany
+    faust_compat._original_getmany = lambda _self, partitions, _timeout: thread.ask(partitions)  # type: ignore[assignment]
     try:
-        return asyncio.run(faust_fixes.getmany(object(), live, 1.0))
+        return asyncio.run(faust_compat.getmany(object(), live, 1.0))
     finally:
-        faust_fixes._original_getmany = original
+        faust_compat._original_getmany = original
 
 
 def test_aiokafka_gets_a_snapshot_that_pausing_cannot_empty() -> None:
@@ -108,7 +108,7 @@ class Steps:
 
 def test_stream_partitions_are_resumed_only_after_the_seek_and_the_clear() -> None:
     steps = Steps()
-    asyncio.run(faust_fixes.resume_stream_partitions(steps, {"changelog:0", "signals.received:0"}))
+    asyncio.run(faust_compat.resume_stream_partitions(steps, {"changelog:0", "signals.received:0"}))
     assert steps.calls == [
         "seek to committed offsets",
         "recovery completed",

@@ -1,0 +1,193 @@
+"""Feedback's record handler: an assignment, a lifecycle request or an SLA check in, the effects out (no I/O).
+
+The lifecycle table (`signal-state`, keyed by signal id) has one writer: this handler, through the record
+loop, which writes it only after the lifecycle and SLA records it describes were acknowledged. An HTTP
+request waits for its answer, which the loop gives once the batch is done (`after`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import structlog
+
+from services.feedback.breaches import Emission, due_emissions, emission_event_id, sla_event
+from services.feedback.calendar import DutchCalendar
+from services.feedback.deadlines import deadlines_for
+from services.feedback.lifecycle import ChangeRequest, Refusal, SignalRecord, apply, check, on_assigned
+from services.feedback.metrics import FeedbackMetrics
+from services.feedback.sla_config import SlaConfig
+from shared.events import (
+    LifecycleChange,
+    LifecycleRequested,
+    SignalAssigned,
+    SignalLifecycleChanged,
+    SlaBreached,
+    SlaCheckRequested,
+    UndecodableRecord,
+    deterministic_id,
+    make_event,
+    utcnow,
+)
+from shared.municipality import Municipality
+from shared.record_loop import Effects, Incoming, Publish, TableView, TableWrite
+from shared.topics import SIGNALS_LIFECYCLE, SLA_BREACHED, SLA_WARNING
+
+log = structlog.get_logger(__name__)
+STATE = "signal-state"
+REQUEST_IDS_KEPT = 200
+Resolve = Callable[[str, SignalRecord | Refusal], None]
+
+
+def read_record(view: TableView, signal_id: str) -> SignalRecord | None:
+    """A signal's record as the batch sees it."""
+    raw = view.get(STATE, signal_id.encode())
+    return SignalRecord.model_validate_json(raw) if raw else None
+
+
+def write_record(record: SignalRecord) -> TableWrite:
+    """The table write that stores a record."""
+    return TableWrite(STATE, record.signal_id.encode(), record.model_dump_json().encode())
+
+
+def lifecycle_publish(event: SignalLifecycleChanged, *, event_id: str) -> Publish:
+    """A lifecycle event for `signals.lifecycle`, keyed by signal id."""
+    cloud = make_event(event, source="schakel/feedback", subject=event.signal_id, event_id=event_id)
+    return Publish.event(SIGNALS_LIFECYCLE.name, key=event.signal_id, event=cloud)
+
+
+@dataclass
+class FeedbackDecisions:
+    """The handler, over the municipality's bodies, calendar and SLA policies."""
+
+    municipality: Municipality
+    calendar: DutchCalendar
+    sla: SlaConfig
+    metrics: FeedbackMetrics
+    resolve: Resolve
+    checks_in_flight: dict[str, float] = field(default_factory=dict)
+
+    def handle(self, record: Incoming, view: TableView) -> Effects:
+        """Apply one assignment, one lifecycle request or one SLA check."""
+        data = record.data
+        if isinstance(data, SignalAssigned):
+            return self._on_assigned(data, view)
+        if isinstance(data, LifecycleRequested):
+            return self._on_request(data, view)
+        if isinstance(data, SlaCheckRequested):
+            return self._on_sla_check(data, view)
+        raise UndecodableRecord("unexpected_event_type", f"feedback does not handle {record.envelope.type}")
+
+    def _on_assigned(self, assigned: SignalAssigned, view: TableView) -> Effects:
+        current = read_record(view, assigned.signal_id)
+        if current is not None and current.attempt >= assigned.attempt:
+            return Effects()  # redelivered: the clocks were fixed when it first arrived
+        body = self.municipality.bodies.get(assigned.body_id)
+        deadlines, interval = deadlines_for(assigned, municipality=self.municipality, calendar=self.calendar,
+                                            sla=self.sla)
+        result = on_assigned(
+            current, assigned, body_partner_ids=sorted(body.partner_ids) if body else [], deadlines=deadlines,
+            escalation_interval_s=interval.total_seconds(),
+        )
+        if result is None:
+            return Effects(after=[lambda: log.info("assignment_ignored", signal_id=assigned.signal_id,
+                                                   attempt=assigned.attempt,
+                                                   status=current.status.value if current else None)])
+        record, event = result
+
+        def counted() -> None:
+            self.metrics.transitions.labels(change="assigned", route=record.route.value).inc()
+            log.info("signal_lifecycle_started", signal_id=record.signal_id, body=record.body_id)
+
+        event_id = deterministic_id("lifecycle", record.signal_id, "assigned", str(record.attempt))
+        return Effects(publish=[lifecycle_publish(event, event_id=event_id)], writes=[write_record(record)],
+                       after=[counted])
+
+    def _on_request(self, request: LifecycleRequested, view: TableView) -> Effects:
+        record = read_record(view, request.signal_id)
+        if record is not None and request.request_id in record.request_ids:
+            return Effects(after=[lambda: self.resolve(request.request_id, record)])
+        change = ChangeRequest(
+            change=request.change, actor_partner_id=request.partner_id, at=request.requested_at,
+            outcome=request.outcome, reason=request.reason, message_sealed=request.message_sealed,
+        )
+        refusal = check(record, change)
+        if refusal is not None or record is None:
+            answer = refusal or Refusal(404, "signal_not_found", "")
+
+            def refused() -> None:
+                self.metrics.refused.labels(change=request.change.value).inc()
+                self.resolve(request.request_id, answer)
+
+            return Effects(after=[refused])
+        updated, event = apply(record, change)
+        updated = updated.model_copy(
+            update={"request_ids": [*updated.request_ids, request.request_id][-REQUEST_IDS_KEPT:]})
+
+        def done() -> None:
+            self._observe(record, updated, change)
+            self.resolve(request.request_id, updated)
+            log.info("signal_lifecycle_changed", signal_id=updated.signal_id, change=change.change.value,
+                     status=updated.status.value)
+
+        return Effects(publish=[lifecycle_publish(event, event_id=deterministic_id("lifecycle", request.request_id))],
+                       writes=[write_record(updated)], after=[done])
+
+    def _on_sla_check(self, request: SlaCheckRequested, view: TableView) -> Effects:
+        """Publish every warning, breach and escalation step due now that was not published before."""
+        def checked() -> None:
+            self.checks_in_flight.pop(request.signal_id, None)
+
+        effects = Effects(after=[checked])
+        record = read_record(view, request.signal_id)
+        if record is None:
+            return effects
+        now = utcnow()
+        emissions = due_emissions(record, now=now)
+        if not emissions:
+            return effects
+        for emission in emissions:
+            event = sla_event(record, emission, at=now)
+            topic = SLA_BREACHED.name if isinstance(event, SlaBreached) else SLA_WARNING.name
+            cloud = make_event(event, source="schakel/feedback", subject=record.signal_id,
+                               event_id=emission_event_id(record, emission))
+            effects.publish.append(Publish.event(topic, key=record.signal_id, event=cloud))
+            effects.after.append(self._counter(record, emission, now))
+        effects.writes.append(write_record(record.model_copy(
+            update={"emitted": [*record.emitted, *(e.key for e in emissions)]})))
+        return effects
+
+    def _counter(self, record: SignalRecord, emission: Emission, now: datetime) -> Callable[[], None]:
+        def counted() -> None:
+            route = record.route.value
+            if emission.kind == "warning":
+                self.metrics.warnings.labels(clock=emission.deadline.clock, route=route).inc()
+            else:
+                if emission.step_index == 1:
+                    self.metrics.breaches.labels(clock=emission.deadline.clock, route=route).inc()
+                self.metrics.escalations.labels(step=emission.step or "handler").inc()
+            log.info("sla_emitted", signal_id=record.signal_id, kind=emission.kind, clock=emission.deadline.clock,
+                     step=emission.step, lateness_s=round(_lateness(emission, now, record), 3))
+
+        return counted
+
+    def _observe(self, before: SignalRecord, after: SignalRecord, change: ChangeRequest) -> None:
+        route = after.route.value
+        self.metrics.transitions.labels(change=change.change.value, route=route).inc()
+        for clock, histogram in self.metrics.time_to.items():
+            if clock in after.met and clock not in before.met:
+                histogram.labels(route=route).observe((after.met[clock] - after.assigned_at).total_seconds())
+        if change.change is LifecycleChange.CLOSED:
+            with_feedback = "true" if before.feedback_count > 0 else "false"
+            self.metrics.closures.labels(route=route, with_feedback=with_feedback).inc()
+
+
+def _lateness(emission: Emission, now: datetime, record: SignalRecord) -> float:
+    """Seconds between when an emission fell due and when it was published."""
+    if emission.kind == "warning":
+        due = emission.deadline.warn_at
+    else:
+        due = emission.deadline.due_at + (emission.step_index - 1) * timedelta(seconds=record.escalation_interval_s)
+    return (now - due).total_seconds()

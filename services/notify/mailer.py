@@ -1,0 +1,93 @@
+"""The record loop's stage for notify: a batch's e-mails sent in parallel over the SMTP pool.
+
+Each accepted mail is marked 'sent' in the sent-log at once (so a crash before its notifications.sent
+record costs no second e-mail), and its job's follow-up effects join the batch: notifications.sent and the
+'recorded' state, or the dead letter and 'failed'. Transient failures are retried for as long as they last
+(never given up silently); the queue-age gauge and its alert show an outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any, Protocol
+
+from services.notify.decisions import MailJob, log
+from services.notify.metrics import NotifyMetrics
+from services.notify.smtp import PermanentSmtpError, RetryCallback, TransientSmtpError
+from shared.events import utcnow
+from shared.faust_compat import as_current_event
+from shared.record_loop import Effects, Planned
+
+UNLIMITED_ATTEMPTS = 1_000_000_000
+
+
+class Sender(Protocol):
+    """What the mailer needs of SMTP (services.notify.smtp.SmtpPool, or a fake in tests)."""
+
+    async def send_with_retry(self, message: EmailMessage, *, max_attempts: int, base_delay: float,
+                              max_delay: float, on_retry: RetryCallback | None) -> int: ...
+
+
+@dataclass
+class Mailer:
+    """Sends the e-mails of a batch; one per Message-ID, however often the batch names it."""
+
+    sender: Sender
+    metrics: NotifyMetrics
+    sent_log: Any
+    retry_base_s: float = 2.0
+    retry_max_s: float = 50.0
+    waiting_since: dict[int, float] = field(default_factory=dict)
+
+    async def __call__(self, planned: Planned) -> None:
+        jobs: list[tuple[Any, Effects, MailJob]] = []
+        seen: set[str] = set()
+        for event, effects in planned:
+            for job in effects.work:
+                if job.message_id not in seen:
+                    seen.add(job.message_id)
+                    jobs.append((event, effects, job))
+        await asyncio.gather(*(self._send(event, effects, job) for event, effects, job in jobs))
+
+    async def _send(self, event: Any, effects: Effects, job: MailJob) -> None:
+        message = job.build()
+        try:
+            attempts = await self._deliver(message, job)
+        except PermanentSmtpError as exc:
+            effects.add(job.on_refused(exc))
+            return
+        at = utcnow()
+        if job.sent_log_key is not None:
+            with as_current_event(event):
+                self.sent_log[job.sent_log_key] = json.dumps(
+                    {"status": "sent", "attempts": attempts, "at": at.isoformat()}).encode()
+        effects.add(job.on_sent(attempts, at))
+
+    async def _deliver(self, message: EmailMessage, job: MailJob) -> int:
+        async def on_retry(attempt: int, error: TransientSmtpError, delay: float) -> None:
+            self.metrics.emails.labels(template=job.kind, outcome="retried").inc()
+            log.warning("email_retry", template=job.kind, attempt=attempt, error=type(error).__name__,
+                        delay_s=round(delay, 2))
+
+        token = id(job)
+        self.waiting_since[token] = job.due_at.timestamp()
+        started = time.perf_counter()
+        try:
+            attempts = await self.sender.send_with_retry(
+                message, max_attempts=UNLIMITED_ATTEMPTS, base_delay=self.retry_base_s, max_delay=self.retry_max_s,
+                on_retry=on_retry,
+            )
+        finally:
+            self.waiting_since.pop(token, None)
+        self.metrics.send_duration.observe(time.perf_counter() - started)
+        self.metrics.emails.labels(template=job.kind, outcome="sent").inc()
+        return attempts
+
+    def update_queue_age(self) -> None:
+        """Age of the oldest e-mail waiting for SMTP, counted from its event (0 when nothing waits)."""
+        oldest = min(self.waiting_since.values(), default=None)
+        self.metrics.oldest_unsent.set(max(time.time() - oldest, 0.0) if oldest is not None else 0.0)

@@ -1,0 +1,160 @@
+"""Routing's record handlers: one decoded record and the tables in, the effects out (no I/O).
+
+- `on_received`: `signals.received` (keyed by subject key) with the subject match table; routes, publishes
+  `signals.assigned` and `signals.matched`, and forwards first assignments that carry a family key to the
+  repartition topic keyed by family key.
+- `on_family`: that repartition topic with the family match table; publishes family matches.
+- `on_handoff`: `signals.assigned` + `signals.lifecycle` (both keyed by signal id, co-partitioned) with the
+  last assignment per signal; a rejection becomes the next assignment.
+The record loop writes a table only after the records its entry describes were acknowledged, so a redelivered
+record found in a table was fully handled and is skipped; resends carry deterministic ids anyway.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from services.routing.config import RoutingConfig
+from services.routing.handlers import SOURCE, assigned_event, hand_off, route_signal
+from services.routing.matching import MatchState, Seen, look_up, matched_event, remember
+from services.routing.metrics import FAMILY_TOPIC, RoutingMetrics
+from shared.events import (
+    LifecycleChange,
+    SignalAssigned,
+    SignalLifecycleChanged,
+    SignalReceived,
+    UndecodableRecord,
+    encode_event,
+    make_event,
+    utcnow,
+)
+from shared.record_loop import Effects, Incoming, Publish, TableView, TableWrite
+from shared.topics import SIGNALS_ASSIGNED, SIGNALS_MATCHED
+
+log = structlog.get_logger(__name__)
+SUBJECTS = "routing-subjects"
+FAMILIES = "routing-families"
+ASSIGNMENTS = "routing-assignments"
+TABLES = (SUBJECTS, FAMILIES, ASSIGNMENTS)
+
+
+@dataclass
+class RoutingDecisions:
+    """The three handlers, over the current rules and the service's metrics."""
+
+    config: RoutingConfig
+    metrics: RoutingMetrics
+
+    def on_received(self, record: Incoming, view: TableView) -> Effects:
+        """Route a received signal once, and publish a match when another partner signalled the same child."""
+        data = record.data
+        if not isinstance(data, SignalReceived):
+            raise UndecodableRecord("unexpected_event_type",
+                                    f"expected a received signal, got {record.envelope.type}")
+        loaded = self.config.current
+        me = Seen(data.signal_id, data.reference, data.partner_id, data.partner_kind, data.received_at,
+                  subject_key=data.subject_key)
+        entry = view.get(SUBJECTS, data.subject_key)
+        state = look_up(entry, me, window=loaded.book.window)
+        if state.duplicate:
+            return Effects(after=[lambda: log.info("signal_already_routed", signal_id=data.signal_id)])
+        now = utcnow()
+        assigned = route_signal(data, book=loaded.book, municipality=loaded.municipality, match=state, now=now)
+        effects = Effects(publish=[Publish.event(SIGNALS_ASSIGNED.name, key=assigned.signal_id,
+                                                 event=assigned_event(assigned))])
+        me = Seen(**{**me.__dict__, "body_id": assigned.body_id})
+        if state.new_partner_match:
+            effects.add(self._match("subject", data.subject_key, me, state, now))
+        if data.family_key:
+            forwarded = encode_event(assigned_event(assigned))
+            effects.publish.append(Publish(FAMILY_TOPIC, data.family_key.encode(), forwarded))
+        effects.writes.append(TableWrite(SUBJECTS, data.subject_key, remember(entry, me, window=loaded.book.window)))
+
+        def counted() -> None:
+            self.metrics.assigned.labels(route=assigned.route.value, rule=assigned.rule_id).inc()
+            self.metrics.latency.labels(route=assigned.route.value).observe((now - data.received_at).total_seconds())
+            log.info("signal_routed", signal_id=assigned.signal_id, route=assigned.route.value,
+                     body=assigned.body_id, rule=assigned.rule_id, matched=assigned.matched,
+                     inform=assigned.inform_body_ids)
+
+        effects.after.append(counted)
+        return effects
+
+    def on_family(self, record: Incoming, view: TableView) -> Effects:
+        """Remember a first assignment under its family key; publish a match across siblings."""
+        data = record.data
+        if not isinstance(data, SignalAssigned) or not data.family_key:
+            raise UndecodableRecord("unexpected_event_type",
+                                    f"expected a family assignment, got {record.envelope.type}")
+        window = self.config.current.book.window
+        me = Seen(data.signal_id, data.reference, data.partner_id, data.partner_kind, data.received_at,
+                  body_id=data.body_id, subject_key=data.subject_key or "")
+        entry = view.get(FAMILIES, data.family_key)
+        state = look_up(entry, me, window=window, other_subjects_only=True)
+        if state.duplicate:
+            return Effects()
+        effects = self._match("family", data.family_key, me, state, utcnow()) if state.new_partner_match else Effects()
+        effects.writes.append(TableWrite(FAMILIES, data.family_key, remember(entry, me, window=window)))
+        return effects
+
+    def _match(self, kind: str, key: str, me: Seen, state: MatchState, now: datetime) -> Effects:
+        matched = matched_event(key_kind=kind, key=key, signal=me, state=state, now=now)
+        event = make_event(matched, source=SOURCE, subject=me.signal_id, event_id=matched.match_id)
+
+        def counted() -> None:
+            self.metrics.matched.inc()
+            log.info("signals_matched", key_kind=kind, signal_id=me.signal_id, partners=matched.partner_ids,
+                     bodies=matched.body_ids)
+
+        return Effects(publish=[Publish.event(SIGNALS_MATCHED.name, key=key, event=event)], after=[counted])
+
+    def on_handoff(self, record: Incoming, view: TableView) -> Effects:
+        """Remember each assignment; turn a rejection of the current one into the next assignment."""
+        data = record.data
+        if isinstance(data, SignalAssigned):
+            return self._remember_assignment(data, view.get(ASSIGNMENTS, data.signal_id) or {})
+        if isinstance(data, SignalLifecycleChanged) and data.change is LifecycleChange.REJECTED:
+            return self._on_rejected(data, view.get(ASSIGNMENTS, data.signal_id) or {})
+        return Effects()
+
+    def _remember_assignment(self, assigned: SignalAssigned, entry: dict[str, Any]) -> Effects:
+        last = entry.get("assigned")
+        if last is not None and last["attempt"] >= assigned.attempt:
+            return Effects()
+        entry = {**entry, "assigned": assigned.model_dump(mode="json")}
+        effects = Effects(writes=[TableWrite(ASSIGNMENTS, assigned.signal_id, entry)])
+        pending = entry.get("pending")
+        if pending is not None and pending["attempt"] == assigned.attempt:
+            effects.add(self._on_rejected(SignalLifecycleChanged.model_validate(pending), entry))
+        return effects
+
+    def _on_rejected(self, rejection: SignalLifecycleChanged, entry: dict[str, Any]) -> Effects:
+        last = entry.get("assigned")
+        if last is None or last["attempt"] < rejection.attempt:
+            # The assignment it rejects has not reached this worker yet: keep it until it does.
+            return Effects(
+                writes=[TableWrite(ASSIGNMENTS, rejection.signal_id,
+                                   {**entry, "pending": rejection.model_dump(mode="json")})],
+                after=[lambda: log.info("rejection_waits_for_assignment", signal_id=rejection.signal_id,
+                                        attempt=rejection.attempt)])
+        if last["attempt"] > rejection.attempt:
+            return Effects()  # handled before (redelivery) or stale
+        current = SignalAssigned.model_validate(last)
+        loaded = self.config.current
+        nxt = hand_off(current, rejection, book=loaded.book, municipality=loaded.municipality, now=utcnow())
+
+        def counted() -> None:
+            self.metrics.rejections.labels(route=current.route.value).inc()
+            self.metrics.assigned.labels(route=nxt.route.value, rule=nxt.rule_id).inc()
+            log.info("signal_handed_off", signal_id=nxt.signal_id, rejected_by=rejection.body_id, body=nxt.body_id,
+                     rule=nxt.rule_id, attempt=nxt.attempt)
+
+        return Effects(
+            publish=[Publish.event(SIGNALS_ASSIGNED.name, key=nxt.signal_id, event=assigned_event(nxt))],
+            writes=[TableWrite(ASSIGNMENTS, rejection.signal_id,
+                               {"assigned": nxt.model_dump(mode="json"), "pending": None})],
+            after=[counted])

@@ -1,0 +1,374 @@
+"""Everything Schakel takes from faust-streaming's private API, in one place, behind a version gate.
+
+The rest of the code uses faust's public API only. `install()` (called by `shared.kafka.create_faust_app`)
+refuses any faust other than the one these changes were written and tested against; an upgrade must
+re-run tests/unit/test_faust_compat.py and tests/integration/test_reliability.py and re-check the issues
+named below. What is changed (docs/decisions/0011, 0014):
+
+1. Fetch with a snapshot of the active partitions. faust hands aiokafka its *live* set; aiokafka may wait
+   and reads an empty set as "every partition". When recovery pauses the changelogs the set empties and
+   aiokafka returns records of paused stream partitions, which faust skips while aiokafka moves on.
+2. Recovery seeks and clears the agents' queues before it resumes the stream partitions (faust-streaming
+   #596): otherwise records delivered during the seek are cleared from the queues and then dropped as
+   older than the read offset.
+3. Never commit past a record that was not handled (faust-streaming #606, PR #707). On Schakel's own
+   topics every offset holds a record (shared.offset_continuity): a jump is sought back and counted, not
+   taken for a compaction gap; the commit never passes the committed offset's record unless it was acked
+   (faust's guard `> 1` let a run starting one past it through); acks of a message from an earlier
+   consumer generation (skipped by the stream after a rebalance, read again after the seek) do not count.
+
+Also here, because they read faust's internals: the current event for table writes made after a batch
+(faust picks a changelog partition from it), the batch of ready events, the consumer's state for
+diagnostics, and readiness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import faust
+import structlog
+from faust.streams import _current_event
+from faust.tables.recovery import Recovery
+from faust.transport.consumer import Consumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from faust.types import TP
+from faust.utils.functional import consecutive_numbers
+
+from shared.offset_continuity import Gap, GapOutcome, OffsetContinuity
+
+log = structlog.get_logger(__name__)
+FAUST_VERSION = "0.15.3"
+GapListener = Callable[[Gap], None]
+_gap_listeners: dict[str, list[GapListener]] = {}
+
+
+# -- 1. fetch with a snapshot; 3. deliver only continuous offsets ---------------------------------------
+
+_original_getmany = AIOKafkaConsumerThread.getmany
+
+
+async def getmany(self: Any, active_partitions: set[Any] | None, timeout: float) -> Any:
+    """faust's `AIOKafkaConsumerThread.getmany` with a snapshot of the active partitions and continuity."""
+    if active_partitions is None:
+        records = await _original_getmany(self, None, timeout)
+    else:
+        snapshot = set(active_partitions)
+        if not snapshot:
+            return {}
+        records = await _original_getmany(self, snapshot, timeout)
+    consumer = getattr(self, "consumer", None)
+    if consumer is None or not records:
+        return records
+    return await keep_continuous(consumer, records)
+
+
+def continuity_of(consumer: Any) -> OffsetContinuity:
+    """The offset continuity a faust consumer keeps (created on first use)."""
+    continuity = getattr(consumer, "_schakel_continuity", None)
+    if continuity is None:
+        continuity = OffsetContinuity()
+        consumer._schakel_continuity = continuity
+    return continuity
+
+
+def watched(consumer: Any, topic: str) -> bool:
+    """Schakel's own stream topics (acks on); faust's changelogs are compacted and not acked."""
+    return bool(consumer.app.topics.acks_enabled_for(topic))
+
+
+async def keep_continuous(consumer: Any, records: Mapping[Any, list[Any]]) -> dict[Any, list[Any]]:
+    """Drop what follows a jump in offsets and seek back to the first record not delivered."""
+    continuity = continuity_of(consumer)
+    kept: dict[Any, list[Any]] = {}
+    for tp, batch in records.items():
+        if not watched(consumer, tp.topic):
+            kept[tp] = batch
+            continue
+        key = (tp.topic, tp.partition)
+        decision = continuity.check(key, [record.offset for record in batch])
+        if decision.keep_to > decision.keep_from:
+            kept[tp] = batch[decision.keep_from:decision.keep_to]
+        for gap in decision.gaps:
+            if gap.outcome is GapOutcome.ACCEPTED_HOLE:
+                consumer._gap[TP(tp.topic, tp.partition)].addi(gap.first_missing, gap.next_delivered)
+            report_gap(consumer, gap)
+        if decision.seek_to is not None:
+            sought_back = decision.gaps[-1]
+            await _seek(consumer, TP(tp.topic, tp.partition), decision.seek_to)
+            continuity.sought_back(key, offset=decision.seek_to, answered_with=sought_back.next_delivered)
+    return kept
+
+
+async def _seek(consumer: Any, tp: TP, offset: int) -> None:
+    try:
+        await consumer.seek(tp, offset)
+    except Exception as exc:  # the partition was revoked meanwhile: its new owner reads from the commit
+        log.warning("offset_gap_seek_failed", topic=tp.topic, partition=tp.partition, offset=offset,
+                    error=type(exc).__name__)
+
+
+def report_gap(consumer: Any, gap: Gap) -> None:
+    """Log a jump in offsets and tell the app's listeners (the service's metrics)."""
+    log.warning("offset_gap", topic=gap.topic, partition=gap.partition, first_missing=gap.first_missing,
+                next_delivered=gap.next_delivered, outcome=gap.outcome.value)
+    for listener in _gap_listeners.get(consumer.app.conf.id, ()):
+        listener(gap)
+
+
+def on_offset_gap(app: faust.App, listener: GapListener) -> None:
+    """Call `listener` for every jump in offsets the app's consumer finds."""
+    _gap_listeners.setdefault(app.conf.id, []).append(listener)
+
+
+_original_seek = Consumer.seek
+_original_on_partitions_revoked = Consumer.on_partitions_revoked
+_original_add_gap = Consumer._add_gap
+
+
+async def seek(self: Any, partition: TP, offset: int) -> None:
+    """faust's `Consumer.seek`, which also moves the expected offset."""
+    await _original_seek(self, partition, offset)
+    continuity_of(self).sought((partition.topic, partition.partition), offset)
+
+
+async def perform_seek(self: Any) -> None:
+    """faust's `Consumer.perform_seek` (seek every partition to its committed offset), tracking continuity."""
+    committed = await self.seek_to_committed()
+    self._read_offset.update({tp: offset if offset is not None and offset >= 0 else None
+                              for tp, offset in committed.items()})
+    self._committed_offset.update({TP(tp.topic, tp.partition): offset if offset else None
+                                   for tp, offset in committed.items() if offset is not None})
+    continuity = continuity_of(self)
+    for tp, offset in committed.items():
+        continuity.sought((tp.topic, tp.partition), offset if offset is not None and offset >= 0 else None)
+
+
+async def on_partitions_revoked(self: Any, revoked: set[TP]) -> None:
+    """faust's `Consumer.on_partitions_revoked`; revoked partitions are no longer expected to continue."""
+    continuity_of(self).forget([(tp.topic, tp.partition) for tp in revoked])
+    await _original_on_partitions_revoked(self, revoked)
+
+
+async def add_gap(self: Any, tp: TP, offset_from: int, offset_to: int) -> None:
+    """faust's compaction-gap bookkeeping, for faust's own topics only: ours never have gaps (see 3)."""
+    if watched(self, tp.topic):
+        return
+    await _original_add_gap(self, tp, offset_from, offset_to)
+
+
+def new_offset(self: Any, tp: TP) -> int | None:
+    """faust's `Consumer._new_offset` with a strict head: never commit past the committed offset's record."""
+    acked = self._acked[tp]
+    if not acked:
+        return None
+    gaps = self._gap[tp]
+    if gaps:
+        max_offset = max(acked)
+        candidates = sorted(gaps.overlap(0, max_offset), key=lambda interval: interval.begin)
+        if candidates:
+            filled = [offset for interval in candidates for offset in range(interval.begin, interval.end)]
+            acked.extend(offset for offset in filled if offset not in self._acked_index[tp])
+            gaps.chop(0, max(filled[-1], max_offset + 1))
+    acked.sort()
+    committed = self._committed_offset[tp]
+    if committed is not None and min(acked) > committed:
+        return None  # the record at the committed offset was not handled yet
+    batch = next(consecutive_numbers(acked))
+    acked[: len(batch)] = []
+    self._acked_index[tp].difference_update(batch)
+    return int(batch[-1]) + 1
+
+
+_original_ack = Consumer.ack
+
+
+def ack(self: Any, message: Any) -> bool:
+    """faust's `Consumer.ack`, except for a message of an earlier consumer generation (read again)."""
+    generation = getattr(message, "generation_id", None)
+    if generation is not None and generation != self.app.consumer_generation_id and watched(self, message.topic):
+        return False
+    return bool(_original_ack(self, message))
+
+
+# -- 2. recovery: seek and clear before resuming the stream partitions ------------------------------------
+
+def stream_partitions(recovery: Any, assignment: set[Any]) -> set[Any]:
+    """The assigned partitions that feed agents (not table changelogs)."""
+    return {tp for tp in assignment if not recovery._is_changelog_tp(tp)}
+
+
+async def resume_stream_partitions(recovery: Any, assignment: set[Any]) -> None:
+    """Seek to the committed offsets and clear the queues before any stream record can be delivered."""
+    app = recovery.app
+    consumer = app.consumer
+    if assignment:
+        recovery.log.info("Seek stream partitions to committed offsets.")
+        await recovery._wait(consumer.perform_seek(), timeout=app.conf.broker_request_timeout)
+    recovery.completed.set()
+    app.flow_control.resume()  # clears the agents' queues: nothing of the stream partitions is in them
+    consumer.resume_partitions(stream_partitions(recovery, assignment))
+    consumer.resume_flow()
+    await app._fetcher.maybe_start()
+
+
+async def on_recovery_completed(self: Any, generation_id: int = 0) -> None:
+    """faust's `Recovery.on_recovery_completed`, with the stream partitions resumed last."""
+    consumer = self.app.consumer
+    self.log.info("Restore complete!")
+    await self.app.on_rebalance_complete.send()
+    self._set_recovery_ended()
+    callbacks = [
+        asyncio.ensure_future(table.on_recovery_completed(self.actives_for_table[table],
+                                                          self.standbys_for_table[table]))
+        for table in self.tables.values()
+    ]
+    if callbacks:
+        await asyncio.wait(callbacks)
+    assignment = consumer.assignment()
+    if self.app.consumer_generation_id != generation_id:
+        self.log.warning(f"Recovery rebalancing again app id {self.app.consumer_generation_id} "
+                         f"param {generation_id}")
+        return
+    await resume_stream_partitions(self, assignment)
+    self.tables.on_actives_ready()
+    if not self.app.assignor.assigned_standbys():
+        self.tables.on_standbys_ready()
+    self.app.on_rebalance_end()
+    self.log.info("Worker ready")
+
+
+async def _resume_streams(self: Any, generation_id: int = 0) -> None:
+    """faust's `Recovery._resume_streams` (no table to recover), with the stream partitions resumed last."""
+    app = self.app
+    await app.on_rebalance_complete.send()
+    assignment = app.consumer.assignment()
+    if app.consumer_generation_id != generation_id:
+        self.log.warning("Recovery rebalancing again")
+        return
+    if not assignment:
+        self.log.info("Resuming streams with empty assignment")
+    await resume_stream_partitions(self, assignment)
+    self.tables.on_actives_ready()
+    self.tables.on_standbys_ready()
+    app.on_rebalance_end()
+    self.log.info("Worker ready")
+
+
+_REPLACED: tuple[tuple[Any, str, Any], ...] = (
+    (AIOKafkaConsumerThread, "getmany", getmany),
+    (Recovery, "on_recovery_completed", on_recovery_completed),
+    (Recovery, "_resume_streams", _resume_streams),
+    (Consumer, "seek", seek),
+    (Consumer, "perform_seek", perform_seek),
+    (Consumer, "on_partitions_revoked", on_partitions_revoked),
+    (Consumer, "_add_gap", add_gap),
+    (Consumer, "_new_offset", new_offset),
+    (Consumer, "ack", ack),
+)
+
+
+def install() -> None:
+    """Replace faust's methods named above; refuses a faust version they were not written against."""
+    if faust.__version__ != FAUST_VERSION:
+        raise RuntimeError(f"shared.faust_compat targets faust-streaming {FAUST_VERSION}, found {faust.__version__}: "
+                           "check faust-streaming #596 and #606 and docs/decisions/0011 and 0014")
+    for owner, name, replacement in _REPLACED:
+        setattr(owner, name, replacement)
+
+
+def installed() -> bool:
+    """Whether faust runs with every change of this module."""
+    return all(getattr(owner, name) is replacement for owner, name, replacement in _REPLACED)
+
+
+# -- reading faust's state -------------------------------------------------------------------------------
+
+@contextmanager
+def as_current_event(event: Any) -> Iterator[None]:
+    """Make `event` faust's current event (tables write their changelog to its partition)."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+async def ready_batches(stream: Any, *, max_records: int) -> AsyncIterator[list[Any]]:
+    """Batches of events without acking: waits for one, then takes every event already queued, up to a bound."""
+    manual = stream.noack()
+    events = manual.events().__aiter__()
+    queue = manual.channel.queue
+    app = manual.app
+    while True:
+        try:
+            batch = [await events.__anext__()]
+        except StopAsyncIteration:
+            return
+        while len(batch) < max_records and queue.qsize() > 0:
+            event = _take_ready(app, queue.get_nowait())
+            if event is not None:
+                batch.append(event)
+        yield batch
+
+
+def _take_ready(app: Any, event: Any) -> Any:
+    """What faust's stream does with a queued event before it yields it (streams.py, `_py_aiter`)."""
+    message = event.message
+    if not app.flow_control.is_active() or message.generation_id != app.consumer_generation_id:
+        return None  # from before a rebalance: read again after the seek to the committed offset
+    if message.topic in app.topics.acking_topics and not message.tracked:
+        message.tracked = True
+        app.consumer.track_message(message)
+    return event
+
+
+def faust_ready(app: faust.App) -> bool:
+    """Started, assigned, not rebalancing, and tables recovered."""
+    try:
+        recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]  # faust: not on TableManagerT
+    except Exception:  # not built yet
+        return False
+    return bool(app.started and not app.rebalancing and recovered)
+
+
+def _tp_names(tps: Iterable[Any] | None) -> list[str]:
+    return sorted(f"{tp.topic}:{tp.partition}" for tp in (tps or ()))
+
+
+def _by_tp(offsets: dict[Any, Any]) -> dict[str, Any]:
+    return {f"{tp.topic}:{tp.partition}": offset for tp, offset in offsets.items()}
+
+
+def committed_offsets(app: faust.App) -> dict[Any, int | None]:
+    """The offsets faust believes committed, per partition."""
+    consumer = getattr(app, "_consumer", None)
+    return dict(getattr(consumer, "_committed_offset", {})) if consumer is not None else {}
+
+
+def consumer_state(app: faust.App) -> dict[str, Any]:
+    """What faust's consumer and aiokafka believe about each partition, for diagnosing a stall."""
+    try:
+        consumer: Any = app.consumer
+        state: dict[str, Any] = {
+            "flow_active": consumer.flow_active,
+            "in_recovery": app.in_recovery,
+            "active": _tp_names(consumer._active_partitions),
+            "paused": _tp_names(consumer._paused_partitions),
+            "buffered": _tp_names(consumer._buffered_partitions),
+            "unacked": len(consumer._unacked_messages),
+            "read_offset": _by_tp(consumer._read_offset),
+            "committed": _by_tp(consumer._committed_offset),
+        }
+        inner = consumer._thread._consumer
+        if inner is not None:
+            state["aiokafka_paused"] = _tp_names(inner.paused())
+            state["positions"] = _by_tp({tp: inner._subscription.subscription.assignment.state_value(tp).position
+                                         for tp in inner.assignment()})
+    except Exception as exc:  # diagnostics must never break the watch
+        return {"state_error": repr(exc)}
+    return state

@@ -1,0 +1,244 @@
+"""The record loop every stream agent runs: a batch of ready records, a pure decision per record, the I/O together.
+
+A handler gets one decoded record and a read-only view of the service's tables and returns `Effects`: the
+records to publish, the table writes, and what to do once the batch is done (count, log, answer a waiting
+HTTP request). The loop takes what is ready (up to `max_batch`), decides record by record — each handler
+sees the table writes of the records before it in the batch — then carries the batch out:
+
+  1. an optional stage (notify: the e-mails, in parallel) that turns decisions into more effects,
+  2. every publish of the batch sent without awaiting each one, then all awaited together,
+  3. the table writes (after the records they describe were acknowledged by the broker),
+  4. the acks, and then the `after` callbacks.
+
+Nothing is acked before its effects were confirmed, so a crash anywhere means the batch is read again;
+handlers are idempotent (deterministic event ids, tables that remember what was done). Per-key order holds:
+records are decided in offset order and sent in that order on one producer. A record that cannot be
+decoded, or that breaks a downstream contract, becomes a dead letter with provenance (per record); any
+other exception is a bug or a broken dependency and stops the worker (its batch is not acked).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+import structlog
+from pydantic import ValidationError
+
+from shared import faust_compat
+from shared.events import CloudEvent, Contract, UndecodableRecord, decode_event, encode_event
+from shared.metrics import HopMetrics
+
+log = structlog.get_logger(__name__)
+MAX_BATCH = 500
+
+
+@dataclass(frozen=True)
+class Publish:
+    """A record to write to Kafka."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    @classmethod
+    def event(cls, topic: str, *, key: str, event: CloudEvent) -> Publish:
+        """A CloudEvent keyed by a text key."""
+        return cls(topic, key.encode(), encode_event(event))
+
+
+@dataclass(frozen=True)
+class TableWrite:
+    """A value to store in one of the service's tables, by table name."""
+
+    table: str
+    key: Any
+    value: Any
+
+
+@dataclass
+class Effects:
+    """What handling a record requires; carried out by the loop."""
+
+    publish: list[Publish] = field(default_factory=list)
+    writes: list[TableWrite] = field(default_factory=list)
+    after: list[Callable[[], None]] = field(default_factory=list)
+    work: list[Any] = field(default_factory=list)  # for the loop's stage (notify: the e-mails to send)
+
+    def add(self, other: Effects) -> Effects:
+        """These effects followed by another's."""
+        self.publish.extend(other.publish)
+        self.writes.extend(other.writes)
+        self.after.extend(other.after)
+        self.work.extend(other.work)
+        return self
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One decoded record."""
+
+    envelope: CloudEvent
+    data: Contract
+    key: bytes | None
+    topic: str
+
+
+class TableView:
+    """The service's tables as the handlers see them: the batch's pending writes first."""
+
+    def __init__(self, tables: Mapping[str, Any]) -> None:
+        self._tables = tables
+        self._pending: dict[tuple[str, Any], Any] = {}
+
+    def get(self, table: str, key: Any) -> Any:
+        """The value a key has once the writes decided so far are made."""
+        slot = (table, key)
+        if slot in self._pending:
+            return self._pending[slot]
+        return self._tables[table].get(key)
+
+    def stage(self, writes: list[TableWrite]) -> None:
+        """Writes decided for a record, visible to the records after it."""
+        for write in writes:
+            self._pending[(write.table, write.key)] = write.value
+
+    def clear(self) -> None:
+        """The batch is done: its writes are in the tables."""
+        self._pending.clear()
+
+
+Handler = Callable[[Incoming, TableView], Effects]
+Planned = list[tuple[Any, Effects]]
+Stage = Callable[[Planned], Awaitable[None]]
+
+
+def fatal(exc: BaseException) -> None:
+    """A bug or a broken dependency: stop the process so the supervisor restarts it.
+
+    The records being processed are not acknowledged, so they are read again after the restart.
+    """
+    log.critical("fatal_error_stopping_worker", error=type(exc).__name__, exc_info=exc)
+    os._exit(70)
+
+
+def provenance_headers(*, topic: str, partition: int, offset: int, code: str, service: str) -> list[tuple[str, bytes]]:
+    """Headers that say where a dead letter came from and why."""
+    return [
+        ("schakel-original-topic", topic.encode()),
+        ("schakel-original-partition", str(partition).encode()),
+        ("schakel-original-offset", str(offset).encode()),
+        ("schakel-error-code", code.encode()),
+        ("schakel-dead-lettered-by", service.encode()),
+    ]
+
+
+async def produce_all(app: faust.App, records: list[Publish]) -> None:
+    """Send every record without awaiting each, then wait until the broker acknowledged them all."""
+    if not records:
+        return
+    producer = await app.maybe_start_producer()
+    pending = [await producer.send(r.topic, r.key, r.value, partition=None, timestamp=None,
+                                   headers=list(r.headers) or None) for r in records]
+    await asyncio.gather(*pending)
+
+
+class RecordLoop:
+    """Reads a stream in batches: decide per record, carry out the batch's effects, then ack."""
+
+    def __init__(self, app: faust.App, *, service: str, metrics: HopMetrics, dlq_topic: str,
+                 tables: Mapping[str, Any] | None = None, stage: Stage | None = None,
+                 max_batch: int = MAX_BATCH) -> None:
+        self.app = app
+        self.service = service
+        self.metrics = metrics
+        self.dlq_topic = dlq_topic
+        self.tables = dict(tables or {})
+        self.stage = stage
+        self.max_batch = max_batch
+        self.processed = metrics.processed
+
+    async def run(self, stream: Any, handler: Handler) -> None:
+        """Consume until the stream ends; never lets a bad record stop or skip silently.
+
+        Acks are manual: a record counts as handled (and its offset may be committed) only after its batch's
+        effects were confirmed. faust's own stream would ack the current record when the agent is stopped in
+        the middle of it (a SIGTERM during an SMTP retry), and the shutdown commit would skip it.
+        """
+        manual = stream.noack()
+        async for events in faust_compat.ready_batches(manual, max_records=self.max_batch):
+            await self.run_batch(manual, events, handler)
+
+    async def run_batch(self, stream: Any, events: list[Any], handler: Handler) -> None:
+        """Decide, carry out and ack one batch of events."""
+        started = time.perf_counter()
+        self.metrics.busy += 1
+        try:
+            view = TableView(self.tables)
+            planned: Planned = []
+            for event in events:
+                self.metrics.consumed.labels(topic=event.message.topic).inc()
+                effects = self._decide(event, handler, view)
+                view.stage(effects.writes)
+                planned.append((event, effects))
+            await self._carry_out(planned)
+            view.clear()
+        except Exception as exc:  # a bug or a dependency: crash, do not skip
+            fatal(exc)
+        finally:
+            self.metrics.busy -= 1
+        for event, _ in planned:
+            await stream.ack(event)
+        for event, effects in planned:
+            for callback in effects.after:
+                callback()
+            message = event.message
+            self.processed[(message.topic, message.partition)] = message.offset
+        self.metrics.last_progress = time.monotonic()
+        elapsed = time.perf_counter() - started
+        self.metrics.batch_size.observe(len(events))
+        for event in events:
+            self.metrics.duration.labels(topic=event.message.topic).observe(elapsed / len(events))
+
+    def _decide(self, event: Any, handler: Handler, view: TableView) -> Effects:
+        message = event.message
+        try:
+            envelope, data = decode_event(event.value)
+            with faust_compat.as_current_event(event):
+                return handler(Incoming(envelope, data, event.key, message.topic), view)
+        except UndecodableRecord as exc:
+            return self.dead_letter(message, exc.code)
+        except ValidationError:
+            # The record parsed but its values break a downstream contract: bad data, not a bug.
+            return self.dead_letter(message, "unprocessable_record")
+
+    async def _carry_out(self, planned: Planned) -> None:
+        if self.stage is not None and any(effects.work for _, effects in planned):
+            await self.stage(planned)
+        await produce_all(self.app, [record for _, effects in planned for record in effects.publish])
+        for event, effects in planned:
+            if effects.writes:
+                with faust_compat.as_current_event(event):
+                    for write in effects.writes:
+                        self.tables[write.table][write.key] = write.value
+            for record in effects.publish:
+                self.metrics.produced.labels(topic=record.topic).inc()
+
+    def dead_letter(self, message: Any, code: str) -> Effects:
+        """The original record with provenance for the dead-letter topic, counted once it is written."""
+        headers = provenance_headers(topic=message.topic, partition=message.partition, offset=message.offset,
+                                     code=code, service=self.service)
+        record = Publish(self.dlq_topic, message.key, message.value or b"", tuple(headers))
+
+        def counted() -> None:
+            self.metrics.dead_letters.labels(topic=message.topic, reason=code).inc()
+            log.warning("record_dead_lettered", topic=message.topic, partition=message.partition,
+                        offset=message.offset, code=code)
+
+        return Effects(publish=[record], after=[counted])
