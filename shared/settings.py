@@ -44,8 +44,9 @@ class Settings(BaseSettings):
     # notify: transient SMTP failures retry after base·2^(n-1) s, capped, jittered to 85–100 % (ADR 0008).
     notify_retry_base_s: float = Field(default=2.0, gt=0)
     notify_retry_max_s: float = Field(default=50.0, gt=0)
-    # notify: SMTP connections used in parallel for the e-mails of a batch.
-    notify_smtp_connections: int = Field(default=4, ge=1, le=64)
+    # notify: SMTP connections used in parallel for the e-mails of a batch. A kill of notify can resend each
+    # e-mail the server accepted but notify had not yet recorded: at most this many per kill (ADR 0014).
+    notify_smtp_connections: int = Field(default=1, ge=1, le=64)
     # notify: daily digests go out at this local time (Europe/Amsterdam, HH:MM) ...
     notify_digest_time: str = Field(default="07:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
     # ... or, when set, every this many seconds (tests and demos); the timer looks every check interval.
