@@ -18,7 +18,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
 from typing import Any
 
 import structlog
@@ -26,8 +25,9 @@ import structlog
 from services.notify.digest import PendingEntry, PendingItem, recipient_key
 from services.notify.handlers import digest_context, mail_context, signal_id_of
 from services.notify.metrics import NotifyMetrics
+from services.notify.mime import OutgoingMail, message_bytes
 from services.notify.recipients import PlannedMail, plan
-from services.notify.rendering import build_message, message_id_for, render, thread_id_for
+from services.notify.rendering import message_id_for, render, thread_id_for
 from services.notify.smtp import PermanentSmtpError
 from shared.events import (
     CloudEvent,
@@ -58,7 +58,7 @@ class MailJob:
     message_id: str
     kind: str
     due_at: datetime
-    build: Callable[[], EmailMessage]
+    build: Callable[[], OutgoingMail]
     on_sent: Callable[[int, datetime], Effects]
     on_refused: Callable[[PermanentSmtpError], Effects]
     sent_log_key: bytes | None = None  # marked 'sent' as soon as the server accepted it
@@ -130,11 +130,11 @@ class NotifyDecisions:
             return self._recorded(envelope, data, mail, message_id, attempts=state["attempts"],
                                   at=datetime.fromisoformat(state["at"]))
 
-        def build() -> EmailMessage:
+        def build() -> OutgoingMail:
             rendered = render(mail.kind, mail_context(data, mail, municipality=self.municipality,
                                                       base_url=self.base_url))
             thread = thread_id_for(signal_id=signal_id, domain=self.mail_domain)
-            return build_message(rendered=rendered, sender=self.sender_address, recipient=mail.recipient.email,
+            return message_bytes(rendered=rendered, sender=self.sender_address, recipient=mail.recipient.email,
                                  message_id=message_id, in_reply_to=thread, references=(thread,))
 
         def on_sent(attempts: int, at: datetime) -> Effects:
@@ -220,9 +220,9 @@ class NotifyDecisions:
                                     domain=self.mail_domain)
         cleared = TableWrite(DIGEST_PENDING, key, entry.after_sending(data.period, items).encode())
 
-        def build() -> EmailMessage:
+        def build() -> OutgoingMail:
             rendered = render("digest", digest_context(items, role=entry.role, base_url=self.base_url))
-            return build_message(rendered=rendered, sender=self.sender_address, recipient=entry.recipient,
+            return message_bytes(rendered=rendered, sender=self.sender_address, recipient=entry.recipient,
                                  message_id=message_id)
 
         def on_sent(attempts: int, at: datetime) -> Effects:

@@ -12,11 +12,11 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass, field
-from email.message import EmailMessage
 from typing import Any, Protocol
 
 from services.notify.decisions import MailJob, log
 from services.notify.metrics import NotifyMetrics
+from services.notify.mime import OutgoingMail
 from services.notify.smtp import PermanentSmtpError, RetryCallback, TransientSmtpError
 from shared.events import utcnow
 from shared.faust_compat import as_current_event
@@ -28,7 +28,7 @@ UNLIMITED_ATTEMPTS = 1_000_000_000
 class Sender(Protocol):
     """What the mailer needs of SMTP (services.notify.smtp.SmtpPool, or a fake in tests)."""
 
-    async def send_with_retry(self, message: EmailMessage, *, max_attempts: int, base_delay: float,
+    async def send_with_retry(self, message: OutgoingMail, *, max_attempts: int, base_delay: float,
                               max_delay: float, on_retry: RetryCallback | None) -> int: ...
 
 
@@ -67,7 +67,7 @@ class Mailer:
                     {"status": "sent", "attempts": attempts, "at": at.isoformat()}).encode()
         effects.add(job.on_sent(attempts, at))
 
-    async def _deliver(self, message: EmailMessage, job: MailJob) -> int:
+    async def _deliver(self, message: OutgoingMail, job: MailJob) -> int:
         async def on_retry(attempt: int, error: TransientSmtpError, delay: float) -> None:
             self.metrics.emails.labels(template=job.kind, outcome="retried").inc()
             log.warning("email_retry", template=job.kind, attempt=attempt, error=type(error).__name__,

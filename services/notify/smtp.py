@@ -12,6 +12,8 @@ from typing import Any
 
 import aiosmtplib
 
+from services.notify.mime import OutgoingMail
+
 
 class SmtpError(Exception):
     """Base of the errors SmtpSender raises."""
@@ -123,14 +125,17 @@ class SmtpSender:
             self._client.close()
             self._client = None
 
-    async def _transaction(self, message: EmailMessage) -> None:
+    async def _transaction(self, message: EmailMessage | OutgoingMail) -> None:
         client = await self._connected()
-        errors, _ = await client.send_message(message, sender=self.envelope_sender)
+        if isinstance(message, OutgoingMail):
+            errors, _ = await client.sendmail(self.envelope_sender, [message.recipient], message.data)
+        else:
+            errors, _ = await client.send_message(message, sender=self.envelope_sender)
         if errors:  # some (not all) recipients were refused
             first = next(iter(errors.values()))
             raise _classify_reply(first.code, first.message)
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: EmailMessage | OutgoingMail) -> None:
         """Hand one message to the server or raise TransientSmtpError / PermanentSmtpError."""
         async with self._lock:
             reused = self._client is not None and self._client.is_connected
@@ -158,7 +163,7 @@ class SmtpSender:
 
     async def send_with_retry(
         self,
-        message: EmailMessage,
+        message: EmailMessage | OutgoingMail,
         *,
         max_attempts: int = 12,
         base_delay: float = 0.5,
@@ -216,7 +221,7 @@ class SmtpPool:
         """Connections opened so far, over every sender."""
         return sum(sender.connections_opened for sender in self.senders)
 
-    async def send_with_retry(self, message: EmailMessage, **retry: Any) -> int:
+    async def send_with_retry(self, message: EmailMessage | OutgoingMail, **retry: Any) -> int:
         """Send on a free connection (see SmtpSender.send_with_retry); return the attempts it took."""
         free = self._queue()
         sender = await free.get()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import email
 from datetime import UTC, datetime, timedelta
+from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from services.notify import agents as notify_agents
 from services.notify.agents import NotifyCore
 from services.notify.digest import DigestSchedule
 from services.notify.metrics import NotifyMetrics
+from services.notify.mime import OutgoingMail
 from services.notify.smtp import PermanentSmtpError, TransientSmtpError
 from shared import record_loop
 from shared.events import (
@@ -49,7 +52,9 @@ class FakeSender:
         self.transient = 0
         self.attempts = 0
 
-    async def send_with_retry(self, message: EmailMessage, *, on_retry: Any = None, **_: Any) -> int:
+    async def send_with_retry(self, outgoing: OutgoingMail, *, on_retry: Any = None, **_: Any) -> int:
+        message = email.message_from_bytes(outgoing.data, policy=policy.default)
+        assert isinstance(message, EmailMessage) and str(message["To"]) == outgoing.recipient
         attempt = 0
         while True:
             attempt += 1
