@@ -67,10 +67,16 @@ def _diff(args: argparse.Namespace) -> int:
     changes = diff(effective(old), effective(new))
     if not changes:
         print(f"{old_path} -> {new_path}: no changes in effect")
-        return 0
-    print(f"{old_path} -> {new_path}: {len(changes)} change{'s' if len(changes) != 1 else ''} in effect")
-    print("\n".join(f"  {line}" for line in changes))
-    return 1
+    else:
+        print(f"{old_path} -> {new_path}: {len(changes)} change{'s' if len(changes) != 1 else ''} in effect")
+        print("\n".join(f"  {line}" for line in changes))
+    if args.replay:
+        from schakel import replay_cli
+
+        replayed = replay_cli.from_args(args, old=args.old, new=args.new)
+        if replayed != 0:
+            return replayed  # 2: could not replay; 1: signals would go elsewhere
+    return 1 if changes else 0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -88,4 +94,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     diff = actions.add_parser("diff", help="what changes in effect between two files; exit 1 when something does")
     diff.add_argument("old")
     diff.add_argument("new")
+    diff.add_argument("--replay", action="store_true",
+                      help="also replay signals.received under both files: which signals would have gone elsewhere")
+    from schakel import replay_cli
+
+    replay_cli.add_arguments(diff, days=365)
     diff.set_defaults(func=_diff)

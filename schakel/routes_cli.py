@@ -163,7 +163,7 @@ def _test(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Register `schakel routes check|test`."""
+    """Register `schakel routes check|test|replay`."""
     routes = sub.add_parser("routes", help="routing rules: validate them, test them against signals")
     actions = routes.add_subparsers(dest="routes_action", required=True)
     check = actions.add_parser("check", help="validate the routing section of a municipality file")
@@ -184,3 +184,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     test.add_argument("--expect-rule")
     test.add_argument("--expect-inform", action="append", help="expected informed body (repeat)")
     test.set_defaults(func=_test)
+    from schakel import replay_cli
+
+    replay_cli.add_parser(actions)
