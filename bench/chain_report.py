@@ -1,0 +1,127 @@
+"""Tables and bench/results/latest.json for bench.chain."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.chain_run import STAGES, Window
+from bench.report import print_table
+from shared.settings import REPO_ROOT
+
+RESULTS = REPO_ROOT / "bench" / "results" / "latest.json"
+SERVICES = ("intake", "routing", "feedback", "notify")
+
+
+def machine() -> dict[str, Any]:
+    """nproc, memory and CPU model of this machine."""
+    info = Path("/proc/cpuinfo").read_text().splitlines()
+    model = next((ln.split(":", 1)[1].strip() for ln in info if ln.startswith("model name")), "?")
+    mem_kib = next(int(ln.split()[1]) for ln in Path("/proc/meminfo").read_text().splitlines()
+                   if ln.startswith("MemTotal:"))
+    return {"nproc": os.cpu_count(), "memory_gib": round(mem_kib / 1024 / 1024, 1), "cpu_model": model}
+
+
+def git_commit() -> str:
+    """The commit the bench ran on (with '+dirty' when the work tree has changes)."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                          check=False).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                           capture_output=True, text=True, check=False).stdout.strip()
+    return head + ("+dirty" if dirty else "")
+
+
+def services_ms(window: Window) -> float | None:
+    """CPU ms per signal of the four services together."""
+    per = window.cpu_ms_per_signal()
+    values = [per.get(name) for name in SERVICES]
+    return None if any(v is None for v in values) else round(sum(v for v in values if v is not None), 2)
+
+
+def _window(windows: list[Window], name: str) -> Window | None:
+    return next((w for w in windows if w.name == name), None)
+
+
+def results_json(figures: dict[str, Any]) -> dict[str, Any]:
+    """The keys issue 10 asks for, plus the details they come from."""
+    windows: list[Window] = figures["windows"]
+    out: dict[str, Any] = {"machine": machine(), "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                           "git_commit": git_commit()}
+    top = _window(windows, "max")
+    if top is not None:
+        out["e2e_signals_per_s"] = top.completed_per_s
+        out["services_cpu_ms_per_signal"] = services_ms(top)
+        out["broker_cpu_ms_per_signal"] = top.cpu_ms_per_signal().get("broker")
+    for rate in (100, 200):
+        window = _window(windows, f"{rate}/s")
+        if window is not None:
+            out[f"e2e_p99_ms_at_{rate}_per_s"] = window.latency["both e-mails"]["p99_ms"]
+    for window in windows:
+        if window.name != "max":
+            tag = window.name.replace("/s", "")
+            out[f"services_cpu_ms_per_signal_at_{tag}_per_s"] = services_ms(window)
+            out[f"e2e_signals_per_s_at_{tag}_per_s"] = window.completed_per_s
+    if windows:
+        out["lost"] = sum(w.lost for w in windows)
+    raw = next((p for p in figures["peers"] if p["peer"].endswith("batched")), None)
+    if raw is not None:
+        out["raw_passthrough_records_per_s"] = raw["records_per_s"]
+    hop = figures.get("hop")
+    if hop is not None:
+        out["routing_records_per_s"] = hop["records_per_s"]
+    if raw and hop and raw["records_per_s"] and hop["records_per_s"]:
+        out["routing_to_raw_passthrough_ratio"] = round(hop["records_per_s"] / raw["records_per_s"], 3)
+    out["chain"] = {"peers": figures["peers"], "hop": hop, "rss_idle_mib": figures.get("rss_idle"),
+                    "windows": [asdict(w) | {"cpu_ms_per_signal": w.cpu_ms_per_signal()} for w in windows]}
+    return out
+
+
+def write_results(figures: dict[str, Any], path: Path = RESULTS) -> Path:
+    """Merge into the results file: keys computed here replace theirs, every other key stays."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    current = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    current.update(figures)
+    path.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def peer_row(peer: dict[str, Any]) -> dict[str, Any]:
+    """One line per peer: its rate, its unit, and the rest of its figures."""
+    rate_key = next(k for k in peer if k.endswith("_per_s") and not k.startswith("wall"))
+    rest = {k: v for k, v in peer.items() if k not in ("peer", rate_key)}
+    return {"peer": peer["peer"], "rate": peer[rate_key], "unit": rate_key.removesuffix("_per_s") + "/s",
+            "details": ", ".join(f"{k}={v}" for k, v in rest.items())}
+
+
+def print_all(figures: dict[str, Any]) -> None:
+    """Every table of the run."""
+    windows: list[Window] = figures["windows"]
+    if figures["peers"]:
+        print("\nraw peers (same broker, nothing else running)")
+        print_table([peer_row(p) for p in figures["peers"]], indent="  ")
+    if windows:
+        print("\nchain: throughput and loss")
+        print_table([{"window": w.name, "load": w.offered, "sent": w.sent, "202": w.accepted,
+                      "other answers": {k: v for k, v in w.statuses.items() if k != "202"} or "",
+                      "accepted/s": w.accepted_per_s, "both e-mails": w.completed, "lost": w.lost,
+                      "e2e signals/s": w.completed_per_s, "conns": w.connections} for w in windows], indent="  ")
+        print("\nchain: latency from the scheduled send, p50 / p99 / max ms")
+        print_table([{"window": w.name, **{s: f"{w.latency[s]['p50_ms']} / {w.latency[s]['p99_ms']} /"
+                                              f" {w.latency[s]['max_ms']}" for s in STAGES}} for w in windows],
+                    indent="  ")
+        names = list(windows[0].cpu_s)
+        print("\nchain: CPU ms per accepted signal (/proc/<pid>/stat over the window)")
+        print_table([{"window": w.name, **w.cpu_ms_per_signal(), "4 services": services_ms(w)} for w in windows],
+                    indent="  ")
+        print("\nRSS MiB (idle after start → after each window)")
+        idle = figures.get("rss_idle") or {}
+        print_table([{"process": n, "idle": idle.get(n), **{w.name: w.rss_mib.get(n) for w in windows}}
+                     for n in names], indent="  ")
+    if figures.get("hop"):
+        print("\nrouting hop alone")
+        print_table([figures["hop"]], indent="  ")
