@@ -134,6 +134,30 @@ class LifecycleRequested(Contract):
     outcome: str | None = None
     reason: str | None = None
     requested_at: datetime
+    reply_to: str | None = None  # the feedback worker whose HTTP request waits for the answer (ADR 0015)
+
+
+class SignalReadRequested(Contract):
+    """A feedback worker asks the worker that owns a signal's partition for the signal's record."""
+
+    event_type: Literal["nl.schakel.lifecycle.read_requested.v1"] = "nl.schakel.lifecycle.read_requested.v1"
+    request_id: str
+    signal_id: str
+    reply_to: str
+    requested_at: datetime
+
+
+class LifecycleReplied(Contract):
+    """The owning feedback worker's answer to a read or change that another worker received over HTTP."""
+
+    event_type: Literal["nl.schakel.lifecycle.replied.v1"] = "nl.schakel.lifecycle.replied.v1"
+    request_id: str
+    reply_to: str
+    signal_id: str
+    record: dict[str, Any] | None = None  # the signal's record after the request; absent: no such signal here
+    refusal_status: int | None = None
+    refusal_code: str | None = None
+    refusal_message: str | None = None
 
 
 class SlaCheckRequested(Contract):
@@ -284,6 +308,8 @@ EVENT_MODELS: dict[str, type[Contract]] = {
         SignalReceived,
         SignalAssigned,
         LifecycleRequested,
+        SignalReadRequested,
+        LifecycleReplied,
         SignalLifecycleChanged,
         NotificationSent,
         SignalsMatched,

@@ -8,7 +8,8 @@ sees the table writes of the records before it in the batch — then carries the
   1. an optional stage (notify: the e-mails, in parallel) that turns decisions into more effects,
   2. every publish of the batch sent without awaiting each one, then all awaited together,
   3. the table writes (after the records they describe were acknowledged by the broker),
-  4. the acks, and then the `after` callbacks.
+  4. the answers (`answers`: records for requests another worker waits on), once the tables show them,
+  5. the acks, and then the `after` callbacks.
 
 Nothing is acked before its effects were confirmed, so a crash anywhere means the batch is read again;
 handlers are idempotent (deterministic event ids, tables that remember what was done). Per-key order holds:
@@ -68,6 +69,7 @@ class Effects:
 
     publish: list[Publish] = field(default_factory=list)
     writes: list[TableWrite] = field(default_factory=list)
+    answers: list[Publish] = field(default_factory=list)  # published once the tables are written
     after: list[Callable[[], None]] = field(default_factory=list)
     work: list[Any] = field(default_factory=list)  # for the loop's stage (notify: the e-mails to send)
 
@@ -75,6 +77,7 @@ class Effects:
         """These effects followed by another's."""
         self.publish.extend(other.publish)
         self.writes.extend(other.writes)
+        self.answers.extend(other.answers)
         self.after.extend(other.after)
         self.work.extend(other.work)
         return self
@@ -227,8 +230,10 @@ class RecordLoop:
                 with faust_compat.as_current_event(event):
                     for write in effects.writes:
                         self.tables[write.table][write.key] = write.value
-            for record in effects.publish:
-                self.metrics.produced.labels(topic=record.topic).inc()
+        answers = [record for _, effects in planned for record in effects.answers]
+        await produce_all(self.app, answers)
+        for record in [r for _, effects in planned for r in effects.publish] + answers:
+            self.metrics.produced.labels(topic=record.topic).inc()
 
     def dead_letter(self, message: Any, code: str) -> Effects:
         """The original record with provenance for the dead-letter topic, counted once it is written."""

@@ -53,6 +53,13 @@ LIFECYCLE_REQUESTS = TopicSpec(
     "lifecycle changes asked for over HTTP, applied in order by the feedback agent",
     retention_ms=7 * DAY_MS,
 )
+LIFECYCLE_REPLIES = TopicSpec(
+    "signals.lifecycle.replies",
+    "feedback worker id",
+    "the owning feedback worker's answers to reads and changes another worker received over HTTP (ADR 0015)",
+    partitions=1,
+    retention_ms=DAY_MS,
+)
 SIGNALS_LIFECYCLE = TopicSpec(
     "signals.lifecycle", "signal id", "acknowledged, feedback given, rejected, closed, reopened"
 )
@@ -92,6 +99,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     SIGNALS_ASSIGNED,
     SIGNALS_MATCHED,
     LIFECYCLE_REQUESTS,
+    LIFECYCLE_REPLIES,
     SIGNALS_LIFECYCLE,
     SIGNALS_LIFECYCLE_DLQ,
     SLA_WARNING,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -14,8 +13,9 @@ from services.feedback.breaches import due_emissions
 from services.feedback.calendar import DutchCalendar
 from services.feedback.deadlines import calendar_for
 from services.feedback.decisions import STATE, FeedbackDecisions
-from services.feedback.lifecycle import Refusal, SignalRecord, Status
+from services.feedback.lifecycle import SignalRecord, Status
 from services.feedback.metrics import ROUTES, URGENCIES, FeedbackMetrics
+from services.feedback.replies import Replies
 from services.feedback.sla_config import SlaConfig, sla_config_for
 from shared.events import SlaCheckRequested, make_event, utcnow
 from shared.faust_compat import faust_ready
@@ -29,25 +29,26 @@ CLOSED_STATES = frozenset({Status.CLOSED, Status.WITHDRAWN})
 
 @dataclass
 class FeedbackCore:
-    """The lifecycle table, the agent that writes it, and the futures HTTP requests wait on."""
+    """The lifecycle table, the agent that writes it, and the answers HTTP requests wait for."""
 
     app: faust.App
     municipality: Municipality
     metrics: FeedbackMetrics
     partitions: int
+    replies: Replies
     sweep_interval_s: float = 30.0
     calendar: DutchCalendar = field(init=False)
     sla: SlaConfig = field(init=False)
     table: TableT = field(init=False)
     loop: RecordLoop = field(init=False)
     decisions: FeedbackDecisions = field(init=False)
-    pending: dict[str, asyncio.Future[SignalRecord | Refusal]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.calendar = calendar_for(self.municipality)
         self.sla = sla_config_for(self.municipality)
         self.table = self.app.Table(STATE, default=None, partitions=self.partitions, key_type=bytes, value_type=bytes)
-        self.decisions = FeedbackDecisions(self.municipality, self.calendar, self.sla, self.metrics, self._resolve)
+        self.decisions = FeedbackDecisions(self.municipality, self.calendar, self.sla, self.metrics,
+                                           self.replies.resolve, worker_id=self.replies.worker_id)
         self.loop = RecordLoop(self.app, service="feedback", metrics=self.metrics.hop,
                                dlq_topic=SIGNALS_LIFECYCLE_DLQ.name, tables={STATE: self.table})
         topic = self.app.topic(
@@ -56,6 +57,10 @@ class FeedbackCore:
         )
         self.app.agent(topic, name="lifecycle", concurrency=1)(self._agent)
         self.app.timer(self.sweep_interval_s)(self.sweep)
+        self.app.task(self._listen_for_replies)
+
+    async def _listen_for_replies(self) -> None:
+        await self.replies.listen()
 
     @property
     def checks_in_flight(self) -> dict[str, float]:
@@ -99,11 +104,6 @@ class FeedbackCore:
         if asks:
             self.metrics.hop.produced.labels(topic=LIFECYCLE_REQUESTS.name).inc(len(asks))
             log.info("sla_sweep_requested_checks", signals=len(asks))
-
-    def _resolve(self, request_id: str, outcome: SignalRecord | Refusal) -> None:
-        future = self.pending.pop(request_id, None)
-        if future is not None and not future.done():
-            future.set_result(outcome)
 
     def update_open_gauge(self) -> None:
         """Count open signals by route and urgency from the table."""

@@ -1,4 +1,8 @@
-"""GET /v1/signals/{id} and POST /v1/signals/{id}/events for partners."""
+"""GET /v1/signals/{id} and POST /v1/signals/{id}/events for partners, answered by any feedback worker.
+
+A worker that owns the signal's partition reads its own table; any other asks the owner over Kafka and
+waits for the answer (services.feedback.replies, ADR 0015). Changes always go through the owner's agent.
+"""
 
 from __future__ import annotations
 
@@ -14,17 +18,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from services.feedback.agents import FeedbackCore
 from services.feedback.audit import audit_record, capacity, write_audit
 from services.feedback.lifecycle import ChangeRequest, Refusal, SignalRecord, can_see, check
+from services.feedback.port import SignalPort
 from services.feedback.sla import deadline_state
-from shared.events import LifecycleChange, LifecycleRequested, deterministic_id, encode_event, make_event, utcnow
+from shared.events import LifecycleChange, LifecycleRequested, utcnow
 from shared.http import problem
-from shared.kafka import send_and_wait
 from shared.municipality import Partner
 from shared.pseudonym import seal, unseal
 from shared.settings import Settings
-from shared.topics import AUDIT_LOG, LIFECYCLE_REQUESTS
+from shared.topics import AUDIT_LOG
 
 log = structlog.get_logger(__name__)
-REQUEST_TIMEOUT_S = 15.0
 AUDIT_TIMEOUT_S = 10.0
 
 
@@ -72,6 +75,7 @@ def signal_view(record: SignalRecord, *, partner_id: str, sealing_key: str) -> d
 def build_router(core: FeedbackCore, settings: Settings) -> APIRouter:
     """The partner-facing routes of feedback."""
     router = APIRouter()
+    port = SignalPort(core)
     sealing_key = settings.sealing_key.get_secret_value()
 
     def authenticate(request: Request) -> Partner | None:
@@ -97,7 +101,10 @@ def build_router(core: FeedbackCore, settings: Settings) -> APIRouter:
         partner = authenticate(request)
         if partner is None:
             return _unauthenticated()
-        record = core.get(signal_id)
+        try:
+            record = await port.read(signal_id)
+        except TimeoutError:
+            return _unavailable()
         if record is None or not can_see(record, partner.id):
             return await audited(_not_found(), signal_id=signal_id, partner=partner, record=record, action="read")
         log.info("signal_read", signal_id=signal_id, partner=partner.id)
@@ -126,37 +133,32 @@ def build_router(core: FeedbackCore, settings: Settings) -> APIRouter:
 
     async def change_signal(signal_id: str, partner: Partner, body: EventIn,
                             request_id: str) -> tuple[Response, SignalRecord | None]:
-        """Ask the agent for the change through Kafka and wait for its answer."""
+        """Ask the owner's agent for the change through Kafka and wait for its answer."""
         message_sealed = seal(body.message, key=sealing_key, context=signal_id) if body.message else None
         change = ChangeRequest(change=LifecycleChange(body.type), actor_partner_id=partner.id, at=utcnow(),
                                outcome=body.outcome, reason=body.reason, message_sealed=message_sealed)
-        before = core.get(signal_id)
-        refusal = check(before, change)
-        if refusal is not None:
-            return _refused(refusal, before, partner_id=partner.id, sealing_key=sealing_key), before
+        before: SignalRecord | None = None
+        if port.is_local(signal_id):  # a quick answer from the local table; the agent checks again
+            before = core.get(signal_id)
+            refusal = check(before, change)
+            if refusal is not None:
+                return _refused(refusal, before, partner_id=partner.id, sealing_key=sealing_key), before
         asked = LifecycleRequested(
             request_id=request_id, signal_id=signal_id, change=change.change, partner_id=partner.id,
             message_sealed=message_sealed, outcome=body.outcome, reason=body.reason, requested_at=change.at,
+            reply_to=core.replies.worker_id,
         )
-        future: asyncio.Future[SignalRecord | Refusal] = asyncio.get_running_loop().create_future()
-        core.pending[request_id] = future
-        event = make_event(asked, source="schakel/feedback", subject=signal_id,
-                           event_id=deterministic_id("lifecycle-request", request_id))
         try:
-            await asyncio.wait_for(send_and_wait(core.app, topic=LIFECYCLE_REQUESTS.name, key=signal_id.encode(),
-                                                 value=encode_event(event)), timeout=REQUEST_TIMEOUT_S)
-            core.metrics.hop.produced.labels(topic=LIFECYCLE_REQUESTS.name).inc()
-            outcome = await asyncio.wait_for(future, timeout=REQUEST_TIMEOUT_S)
+            answer = await port.request(asked)
         except TimeoutError:
-            core.pending.pop(request_id, None)
             return problem(503, code="not_confirmed", title="Nog niet bevestigd",
                            detail="De wijziging is nog niet bevestigd. "
                                   "Vraag de stand op en probeer het zo nodig opnieuw.",
                            headers={"Retry-After": "5"}), before
-        if isinstance(outcome, Refusal):
-            current = core.get(signal_id)
-            return _refused(outcome, current, partner_id=partner.id, sealing_key=sealing_key), current
-        return JSONResponse(signal_view(outcome, partner_id=partner.id, sealing_key=sealing_key)), outcome
+        if isinstance(answer.outcome, Refusal):
+            return _refused(answer.outcome, answer.current, partner_id=partner.id,
+                            sealing_key=sealing_key), answer.current
+        return JSONResponse(signal_view(answer.outcome, partner_id=partner.id, sealing_key=sealing_key)), answer.outcome
 
     return router
 
@@ -165,6 +167,12 @@ def _unauthenticated() -> JSONResponse:
     return problem(401, code="unauthenticated", title="Niet aangemeld",
                    detail="Geef een geldig token mee in de Authorization-header (Bearer).",
                    headers={"WWW-Authenticate": "Bearer"})
+
+
+def _unavailable() -> JSONResponse:
+    return problem(503, code="signal_unavailable", title="Tijdelijk niet beschikbaar",
+                   detail="De stand van dit signaal kan nu niet worden opgehaald; probeer het zo opnieuw.",
+                   headers={"Retry-After": "5"})
 
 
 def _not_found() -> JSONResponse:

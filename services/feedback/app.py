@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry
 from services.feedback.agents import FeedbackCore
 from services.feedback.api import build_router
 from services.feedback.metrics import FeedbackMetrics
+from services.feedback.replies import Replies
 from shared.kafka import create_faust_app
 from shared.logging import configure_logging
 from shared.municipality import Municipality, load_municipality
@@ -25,7 +26,8 @@ def create_app(settings: Settings | None = None, *, municipality: Municipality |
     registry = CollectorRegistry()
     faust_app = create_faust_app("feedback", settings, store=store)
     core = FeedbackCore(faust_app, municipality or load_municipality(settings.config), FeedbackMetrics(registry),
-                        settings.topic_partitions, sweep_interval_s=settings.sla_sweep_interval_s)
+                        settings.topic_partitions, Replies(settings.kafka_bootstrap),
+                        sweep_interval_s=settings.sla_sweep_interval_s)
 
     @faust_app.timer(GAUGE_INTERVAL_S)
     async def refresh_gauges() -> None:

@@ -2,7 +2,9 @@
 
 The lifecycle table (`signal-state`, keyed by signal id) has one writer: this handler, through the record
 loop, which writes it only after the lifecycle and SLA records it describes were acknowledged. An HTTP
-request waits for its answer, which the loop gives once the batch is done (`after`).
+request waits for its answer: on this worker the loop gives it once the batch is done (`after`); a request
+another worker received gets its answer as a `LifecycleReplied` record on `signals.lifecycle.replies`
+(ADR 0015).
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from services.feedback.metrics import FeedbackMetrics
 from services.feedback.sla_config import SlaConfig
 from shared.events import (
     LifecycleChange,
+    LifecycleReplied,
     LifecycleRequested,
     SignalAssigned,
     SignalLifecycleChanged,
+    SignalReadRequested,
     SlaBreached,
     SlaCheckRequested,
     UndecodableRecord,
@@ -33,12 +37,22 @@ from shared.events import (
 )
 from shared.municipality import Municipality
 from shared.record_loop import Effects, Incoming, Publish, TableView, TableWrite
-from shared.topics import SIGNALS_LIFECYCLE, SLA_BREACHED, SLA_WARNING
+from shared.topics import LIFECYCLE_REPLIES, SIGNALS_LIFECYCLE, SLA_BREACHED, SLA_WARNING
 
 log = structlog.get_logger(__name__)
 STATE = "signal-state"
 REQUEST_IDS_KEPT = 200
-Resolve = Callable[[str, SignalRecord | Refusal], None]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a waiting HTTP request gets: the outcome, and the signal's record as it stands after it."""
+
+    outcome: SignalRecord | Refusal
+    current: SignalRecord | None
+
+
+Resolve = Callable[[str, Answer], None]
 
 
 def read_record(view: TableView, signal_id: str) -> SignalRecord | None:
@@ -67,6 +81,7 @@ class FeedbackDecisions:
     sla: SlaConfig
     metrics: FeedbackMetrics
     resolve: Resolve
+    worker_id: str = ""
     checks_in_flight: dict[str, float] = field(default_factory=dict)
 
     def handle(self, record: Incoming, view: TableView) -> Effects:
@@ -78,6 +93,10 @@ class FeedbackDecisions:
             return self._on_request(data, view)
         if isinstance(data, SlaCheckRequested):
             return self._on_sla_check(data, view)
+        if isinstance(data, SignalReadRequested):
+            found = read_record(view, data.signal_id)
+            return self._answer(data.request_id, data.reply_to, data.signal_id,
+                                Answer(found or Refusal(404, "signal_not_found", ""), found))
         raise UndecodableRecord("unexpected_event_type", f"feedback does not handle {record.envelope.type}")
 
     def _on_assigned(self, assigned: SignalAssigned, view: TableView) -> Effects:
@@ -108,32 +127,46 @@ class FeedbackDecisions:
     def _on_request(self, request: LifecycleRequested, view: TableView) -> Effects:
         record = read_record(view, request.signal_id)
         if record is not None and request.request_id in record.request_ids:
-            return Effects(after=[lambda: self.resolve(request.request_id, record)])
+            return self._answer(request.request_id, request.reply_to, request.signal_id, Answer(record, record))
         change = ChangeRequest(
             change=request.change, actor_partner_id=request.partner_id, at=request.requested_at,
             outcome=request.outcome, reason=request.reason, message_sealed=request.message_sealed,
         )
         refusal = check(record, change)
         if refusal is not None or record is None:
-            answer = refusal or Refusal(404, "signal_not_found", "")
-
-            def refused() -> None:
-                self.metrics.refused.labels(change=request.change.value).inc()
-                self.resolve(request.request_id, answer)
-
-            return Effects(after=[refused])
+            answer = Answer(refusal or Refusal(404, "signal_not_found", ""), record)
+            effects = self._answer(request.request_id, request.reply_to, request.signal_id, answer)
+            effects.after.append(lambda: self.metrics.refused.labels(change=request.change.value).inc())
+            return effects
         updated, event = apply(record, change)
         updated = updated.model_copy(
             update={"request_ids": [*updated.request_ids, request.request_id][-REQUEST_IDS_KEPT:]})
 
         def done() -> None:
             self._observe(record, updated, change)
-            self.resolve(request.request_id, updated)
             log.info("signal_lifecycle_changed", signal_id=updated.signal_id, change=change.change.value,
                      status=updated.status.value)
 
-        return Effects(publish=[lifecycle_publish(event, event_id=deterministic_id("lifecycle", request.request_id))],
-                       writes=[write_record(updated)], after=[done])
+        changed = lifecycle_publish(event, event_id=deterministic_id("lifecycle", request.request_id))
+        effects = Effects(publish=[changed], writes=[write_record(updated)], after=[done])
+        return effects.add(self._answer(request.request_id, request.reply_to, request.signal_id,
+                                        Answer(updated, updated)))
+
+    def _answer(self, request_id: str, reply_to: str | None, signal_id: str, answer: Answer) -> Effects:
+        """Answer a waiting HTTP request: here once the batch is done, or on the replies topic for another worker."""
+        if reply_to is None or reply_to == self.worker_id:
+            return Effects(after=[lambda: self.resolve(request_id, answer)])
+        outcome = answer.outcome
+        refusal = outcome if isinstance(outcome, Refusal) else None
+        reply = LifecycleReplied(
+            request_id=request_id, reply_to=reply_to, signal_id=signal_id,
+            record=answer.current.model_dump(mode="json") if answer.current is not None else None,
+            refusal_status=refusal.status if refusal else None, refusal_code=refusal.code if refusal else None,
+            refusal_message=refusal.message if refusal else None,
+        )
+        event = make_event(reply, source="schakel/feedback", subject=signal_id,
+                           event_id=deterministic_id("lifecycle-reply", request_id))
+        return Effects(answers=[Publish.event(LIFECYCLE_REPLIES.name, key=reply_to, event=event)])
 
     def _on_sla_check(self, request: SlaCheckRequested, view: TableView) -> Effects:
         """Publish every warning, breach and escalation step due now that was not published before."""
