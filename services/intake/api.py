@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from services.intake.metrics import IntakeMetrics
 from services.intake.ratelimit import RateLimiter
 from services.intake.submission import Accepted, Intake, Rejected
 from services.intake.validation import MAX_BODY_BYTES
+from shared import fastjson
 from shared.http import problem
 from shared.municipality import Partner
 
@@ -33,7 +33,9 @@ def to_response(outcome: Accepted | Rejected) -> Response:
     """202 with Location for an accepted signal, problem+json for a refusal."""
     if isinstance(outcome, Accepted):
         body = outcome.body
-        return JSONResponse(body, status_code=202, headers={"Location": f"/v1/signals/{body['signal_id']}"})
+        # The same compact JSON bytes as JSONResponse, for the first answer and every replay alike.
+        return Response(fastjson.dumps(body), status_code=202, media_type="application/json",
+                        headers={"Location": f"/v1/signals/{body['signal_id']}"})
     headers: dict[str, str] = {}
     if outcome.retry_after is not None:
         headers["Retry-After"] = str(outcome.retry_after)
@@ -72,7 +74,7 @@ async def _read_json(state: IntakeState, request: Request, partner: Partner) -> 
         if len(body) > MAX_BODY_BYTES:
             return reject(partner.kind, too_large)
     try:
-        return json.loads(bytes(body))
+        return fastjson.loads(bytes(body))
     except (ValueError, RecursionError):
         return reject(partner.kind, Rejected(400, "bad_json", "Ongeldige JSON", "De body is geen geldige JSON."))
 

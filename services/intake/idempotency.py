@@ -12,6 +12,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from services.intake.answers import PendingAnswers, claim_wins
 from services.intake.ledger import Claim, Done, Ledger, claim_record, done_record, release_record
 from services.intake.publisher import BrokerUnavailable, Publisher
 from shared.metrics import HopMetrics
@@ -35,6 +36,8 @@ class IdempotencyStore:
         self.ledger = Ledger()
         self.recovered = False
         self.position = 0
+        self.answers = PendingAnswers()
+        self._writes: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -44,7 +47,13 @@ class IdempotencyStore:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        """Stop tailing."""
+        """Write the answers still on their way (bounded by the send timeout), then stop tailing."""
+        if self._writes:
+            _, pending = await asyncio.wait(set(self._writes), timeout=self.publisher.send_timeout_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning("idempotency_answers_not_recorded_at_stop", count=len(pending))
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -81,9 +90,13 @@ class IdempotencyStore:
             batch = await consumer.getmany(tp, timeout_ms=500)
             for record in batch.get(tp, []):
                 self.ledger.apply(record.key, record.value)
+                # Set with each record, no await in between: `position == n` means the ledger holds exactly
+                # the records before offset n, which claim() relies on to decide without reading its own.
+                self.position = record.offset + 1
                 applied += 1
                 self._count("consumed")
-            self.position = await consumer.position(tp)
+            self.answers.forget(self.ledger.done)
+            self.position = max(self.position, await consumer.position(tp))
             if not self.recovered and self.position >= end:
                 await self._mark_recovered(started, applied)
             async with self._changed:
@@ -106,8 +119,8 @@ class IdempotencyStore:
         return True
 
     def done(self, slot: str) -> Done | None:
-        """The recorded answer of a slot."""
-        return self.ledger.done.get(slot)
+        """The answer of a slot: read from the log, or given by this process and still on its way there."""
+        return self.ledger.done.get(slot) or self.answers.get(slot)
 
     def active_claim(self, slot: str) -> Claim | None:
         """The claim that holds a slot right now, if its lease has not run out."""
@@ -118,24 +131,42 @@ class IdempotencyStore:
 
     async def claim(self, slot: str, *, fingerprint: str) -> str | None:
         """Write a claim and read the log up to it; the claim id when this claim owns the slot, else None."""
-        claim_id = str(uuid.uuid4())
-        key, value = claim_record(slot, claim_id=claim_id, fingerprint=fingerprint, at=time.time(),
-                                  lease_s=self.lease_s)
+        claim = Claim(str(uuid.uuid4()), fingerprint, time.time(), self.lease_s)
+        key, value = claim_record(slot, claim_id=claim.claim_id, fingerprint=fingerprint, at=claim.at,
+                                  lease_s=claim.lease_s)
         metadata = await self.publisher.publish(topic=self.topic, key=key, value=value)
         self._count("produced")
-        caught_up = await self.wait_for(lambda: self.position > metadata.offset,
+        # Everything before the claim decides; the claim itself need not be read back (ADR 0005, point 4).
+        caught_up = await self.wait_for(lambda: self.position >= metadata.offset,
                                         timeout=self.publisher.send_timeout_s)
         if not caught_up:
             raise BrokerUnavailable("the idempotency log did not catch up")
-        owner = self.ledger.claims.get(slot)
-        won = owner is not None and owner.claim_id == claim_id and slot not in self.ledger.done
-        return claim_id if won else None
+        won = claim_wins(self.ledger, slot=slot, claim=claim, read_past=self.position > metadata.offset)
+        return claim.claim_id if won else None
 
-    async def complete(self, slot: str, *, claim_id: str, fingerprint: str, response: dict[str, object]) -> None:
-        """Record the answer so every later request under the key replays it."""
-        key, value = done_record(slot, claim_id=claim_id, fingerprint=fingerprint, response=response)
-        await self.publisher.publish(topic=self.topic, key=key, value=value)
-        self._count("produced")
+    def complete_soon(self, slot: str, *, claim_id: str, fingerprint: str, response: dict[str, object]) -> None:
+        """Record the answer in the background; this process replays it at once, the log once it is written."""
+        self.answers.put(slot, Done(claim_id, fingerprint, dict(response)))
+        task = asyncio.create_task(self._complete(slot))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _complete(self, slot: str) -> None:
+        delay = 0.2
+        while (answer := self.answers.unwritten(slot)) is not None:
+            key, value = done_record(slot, claim_id=answer.claim_id, fingerprint=answer.fingerprint,
+                                     response=answer.response)
+            try:
+                await self.publisher.publish(topic=self.topic, key=key, value=value)
+            except BrokerUnavailable:
+                log.warning("idempotency_answer_not_recorded", signal_id=answer.response.get("signal_id"),
+                            retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self._count("produced")
+            self.answers.written(slot)
+            return
 
     async def release(self, slot: str, *, claim_id: str) -> None:
         """Give a slot up after a failed publish, so a retry need not wait for the lease (best effort)."""

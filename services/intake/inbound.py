@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import json
 import time
 from typing import Any
 
@@ -18,6 +17,7 @@ from services.intake.publisher import BrokerUnavailable
 from services.intake.signing import IDEMPOTENCY_HEADER, PARTNER_HEADER, SIGNATURE_HEADER, partner_signing_key, verify
 from services.intake.submission import Accepted, Intake, Rejected
 from services.intake.validation import MAX_BODY_BYTES
+from shared import fastjson
 from shared.events import CloudEvent
 from shared.pseudonym import seal
 from shared.record_loop import fatal, provenance_headers
@@ -169,7 +169,7 @@ class InboundConsumer:
         if "signals:submit" not in partner.scopes:
             return ("forbidden", "Deze partner mag geen signalen indienen."), partner.kind
         try:
-            json.loads(value)
+            fastjson.loads(value)
         except (ValueError, RecursionError):
             return ("bad_json", "Het bericht is geen geldige JSON."), partner.kind
         try:

@@ -8,6 +8,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from shared import fastjson
+
 CLAIM = "claim"
 RELEASE = "release"
 DONE = "done"
@@ -55,18 +57,18 @@ class Done:
 def claim_record(slot: str, *, claim_id: str, fingerprint: str, at: float, lease_s: float) -> tuple[str, bytes]:
     """Key and value of a claim."""
     value = {"kind": CLAIM, "claim_id": claim_id, "fingerprint": fingerprint, "at": at, "lease_s": lease_s}
-    return f"claim:{slot}", json.dumps(value).encode()
+    return f"claim:{slot}", fastjson.dumps(value)
 
 
 def release_record(slot: str, *, claim_id: str) -> tuple[str, bytes]:
     """Key and value that give up a claim (the publish failed)."""
-    return f"claim:{slot}", json.dumps({"kind": RELEASE, "claim_id": claim_id}).encode()
+    return f"claim:{slot}", fastjson.dumps({"kind": RELEASE, "claim_id": claim_id})
 
 
 def done_record(slot: str, *, claim_id: str, fingerprint: str, response: dict[str, Any]) -> tuple[str, bytes]:
     """Key and value that record the published answer."""
     value = {"kind": DONE, "claim_id": claim_id, "fingerprint": fingerprint, "response": response}
-    return f"done:{slot}", json.dumps(value).encode()
+    return f"done:{slot}", fastjson.dumps(value)
 
 
 class Ledger:
@@ -76,6 +78,11 @@ class Ledger:
         self.claims: dict[str, Claim] = {}
         self.done: dict[str, Done] = {}
 
+    def admits(self, slot: str, claim: Claim) -> bool:
+        """Whether a claim appended now would own the slot: no answer yet, and no claim or only an expired one."""
+        current = self.claims.get(slot)
+        return slot not in self.done and (current is None or claim.at >= current.at + current.lease_s)
+
     def apply(self, key: bytes | str | None, value: bytes | None) -> None:
         """Apply one record; malformed records are ignored (they cannot win a slot)."""
         if key is None or value is None:
@@ -83,14 +90,13 @@ class Ledger:
         key_text = key.decode() if isinstance(key, bytes) else key
         _, _, slot = key_text.partition(":")
         try:
-            record = json.loads(value)
+            record = fastjson.loads(value)
             kind = record["kind"]
             if kind == DONE:
                 self.done.setdefault(slot, Done(record["claim_id"], record["fingerprint"], record["response"]))
             elif kind == CLAIM:
                 claim = Claim(record["claim_id"], record["fingerprint"], float(record["at"]), float(record["lease_s"]))
-                current = self.claims.get(slot)
-                if slot not in self.done and (current is None or claim.at >= current.at + current.lease_s):
+                if self.admits(slot, claim):
                     self.claims[slot] = claim
             elif kind == RELEASE:
                 current = self.claims.get(slot)

@@ -14,6 +14,7 @@ from shared.retry import retry_with_backoff, stopped_on_error
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
+LINGER_MS = 2
 
 
 class BrokerUnavailable(RuntimeError):
@@ -43,9 +44,11 @@ class Publisher:
         # The producer gives up on a batch about when we stop waiting for it, so a record answered
         # with 503 is rarely written afterwards (a retry with the same Idempotency-Key is safe anyway).
         timeout_ms = int(self.send_timeout_s * 1000)
+        # A short linger puts the claims, signals and answers of concurrent requests into one produce request.
         return AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap, enable_idempotence=True, acks="all",
             request_timeout_ms=max(timeout_ms, 1000), retry_backoff_ms=200, client_id="schakel-intake",
+            linger_ms=LINGER_MS,
         )
 
     async def _connect_forever(self) -> None:

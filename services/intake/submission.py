@@ -153,12 +153,9 @@ class Intake:
             if isinstance(result, Rejected):
                 await self.store.release(slot, claim_id=claim_id)
                 return result
-            try:
-                await self.store.complete(slot, claim_id=claim_id, fingerprint=fp, response=result.body)
-            except BrokerUnavailable:
-                # The signal itself is acknowledged; a retry after the lease republishes the same
-                # signal id and event id, which every consumer deduplicates (ADR 0005).
-                log.warning("idempotency_answer_not_recorded", signal_id=signal_id)
+            # Off the request path: this process replays the answer at once, the others once the `done`
+            # record is in the log; a failed write is retried until it is (ADR 0005, point 4).
+            self.store.complete_soon(slot, claim_id=claim_id, fingerprint=fp, response=result.body)
             return result
 
     def _conflict(self) -> Rejected:
