@@ -18,17 +18,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from bench import peers, procstat
 from bench.chain_report import print_all, results_json, write_results
-from bench.chain_run import ExternalSink, Tail, Window, measure
-from bench.driver import Load, Sink
+from bench.chain_run import Arrivals, ExternalSink, SentTail, Tail, Window, both_of, measure
+from bench.driver import Load, PostfixSink, Sink
 from bench.routing_hop import routing_hop
 from bench.stack import BENCH_ENV, start_broker
 from schakel.kafka_broker import free_port
 from tests.harness import System
 
 
-def run_peers(bootstrap: str, root: Path, sink: Sink, args: argparse.Namespace) -> list[dict[str, Any]]:
+def run_peers(bootstrap: str, root: Path, sink: Sink | PostfixSink, args: argparse.Namespace) -> list[dict[str, Any]]:
     """The raw peers, one after another, nothing else running."""
     rows = [peers.kafka_passthrough(bootstrap, count=args.passthrough_records, per_record=False),
             peers.kafka_passthrough(bootstrap, count=args.sendwait_records, per_record=True),
@@ -45,12 +47,12 @@ def run_peers(bootstrap: str, root: Path, sink: Sink, args: argparse.Namespace) 
     return rows
 
 
-def run_chain(system: System, sink: Sink, root: Path, args: argparse.Namespace,
+def run_chain(system: System, sink: Sink | PostfixSink, root: Path, args: argparse.Namespace,
               pids: dict[str, int | None]) -> list[Window]:
     """Warm up, then each fixed rate open loop, then the maximum closed loop."""
     intake_port = str(system.services["intake"].port)
     bootstrap = system.broker.bootstrap
-    tail = Tail(sink.log)
+    tail: Arrivals = Tail(sink.log) if sink.log is not None else SentTail(bootstrap)
     windows: list[Window] = []
     stamp = int(time.time()) % 100000
     plan: list[tuple[str, str, list[str]]] = [("warm-up", "10/s open loop", ["--rate", "10", "--duration", "3"])]
@@ -63,8 +65,8 @@ def run_chain(system: System, sink: Sink, root: Path, args: argparse.Namespace,
     for name, offered, load_args in plan:
         run = f"c{stamp}-{name.replace('/', '').replace('-', '')}"
         load = Load(root, run, "--port", intake_port, "--run", run, *load_args)
-        window = measure(name=name, offered=offered, load=load, run=run, pids=pids, sink=sink,
-                         bootstrap=bootstrap, tail=tail, timeout_s=args.timeout)
+        window, mails = measure(name=name, offered=offered, load=load, run=run, pids=pids, bootstrap=bootstrap,
+                         tail=tail, timeout_s=args.timeout)
         down = [n for n, s in system.services.items() if not s.alive()]
         print(f"  {name}: accepted {window.accepted}/{window.sent}, completed {window.completed},"
               f" lost {window.lost}, {window.completed_per_s} signals/s e2e,"
@@ -76,6 +78,11 @@ def run_chain(system: System, sink: Sink, root: Path, args: argparse.Namespace,
             drain_deadline = time.monotonic() + args.drain_cap
             while time.monotonic() < drain_deadline and _backlog(system):
                 time.sleep(2)
+            time.sleep(3)
+            tail.poll()
+            window.eventually = len(both_of(mails, tail.first)) - window.completed
+            print(f"  {name}: after the drain {window.eventually} of the {window.lost} lost had both e-mails",
+                  flush=True)
     return windows
 
 
@@ -84,6 +91,19 @@ def _backlog(system: System) -> bool:
     from bench.chain_lag import group_lag
 
     return group_lag(system.broker.bootstrap, "schakel-notify", "signals.assigned") > 0
+
+
+def save_metrics(system: System, root: Path) -> dict[str, Any]:
+    """Each service's /metrics after the windows, saved under root; the record loops' batch and stage figures."""
+    from bench.chain_metrics import loop_figures
+
+    out: dict[str, Any] = {}
+    for name, service in system.services.items():
+        with contextlib.suppress(httpx.HTTPError):
+            text = httpx.get(f"{service.base_url}/metrics", timeout=10).text
+            (root / f"metrics-{name}.txt").write_text(text, encoding="utf-8")
+            out[name] = loop_figures(text)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bare-requests", type=int, default=6_000)
     parser.add_argument("--smtp-mails", type=int, default=3_000)
     parser.add_argument("--hop-records", type=int, default=10_000, help="routing hop alone (0: skip)")
+    parser.add_argument("--sink", choices=("python", "postfix"), default="python",
+                        help="python: bench.sink_proc (aiosmtpd, logs each arrival); postfix: smtp-sink (C), arrival"
+                             " from notifications.sent")
     parser.add_argument("--skip-peers", action="store_true")
     parser.add_argument("--no-write", action="store_true", help="do not touch bench/results/latest.json")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -107,10 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="schakel-chain-"))
     print(f"working in {root}", flush=True)
     broker = start_broker(root / "kafka")
-    sink = Sink.start(free_port(), root)
+    sink = (PostfixSink if args.sink == "postfix" else Sink).start(free_port(), root)
     system = System(broker=broker, root=root, extra_env=dict(BENCH_ENV))
     system.sink = ExternalSink(port=sink.port)
-    figures: dict[str, Any] = {"peers": [], "windows": [], "hop": None}
+    figures: dict[str, Any] = {"peers": [], "windows": [], "hop": None, "sink": args.sink}
     try:
         if not args.skip_peers:
             figures["peers"] = run_peers(broker.bootstrap, root, sink, args)
@@ -119,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         pids.update({"broker": broker.pid(), "SMTP sink": sink.proc.pid, "bench (orchestrator)": os.getpid()})
         figures["rss_idle"] = {n: procstat.rss_mib(p) for n, p in pids.items()}
         figures["windows"] = run_chain(system, sink, root, args, pids)
+        figures["service_metrics"] = save_metrics(system, root)
         if args.hop_records:
             for name in ("intake", "feedback", "notify"):
                 system.services[name].stop(timeout=15)

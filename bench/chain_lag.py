@@ -15,7 +15,7 @@ def group_lag(bootstrap: str, group: str, topic: str) -> int:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
     try:
-        offsets = admin.list_consumer_group_offsets(group)
+        offsets = admin.list_group_offsets({group: None}).get(group, {})
         committed = {tp: meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0}
         tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()]
         return lag_of(committed, dict(consumer.end_offsets(tps)))

@@ -76,7 +76,8 @@ def results_json(figures: dict[str, Any]) -> dict[str, Any]:
         out["routing_records_per_s"] = hop["records_per_s"]
     if raw and hop and raw["records_per_s"] and hop["records_per_s"]:
         out["routing_to_raw_passthrough_ratio"] = round(hop["records_per_s"] / raw["records_per_s"], 3)
-    out["chain"] = {"peers": figures["peers"], "hop": hop, "rss_idle_mib": figures.get("rss_idle"),
+    out["chain"] = {"sink": figures.get("sink"), "peers": figures["peers"], "hop": hop,
+                    "rss_idle_mib": figures.get("rss_idle"), "service_metrics": figures.get("service_metrics"),
                     "windows": [asdict(w) | {"cpu_ms_per_signal": w.cpu_ms_per_signal()} for w in windows]}
     return out
 
@@ -109,7 +110,10 @@ def print_all(figures: dict[str, Any]) -> None:
         print_table([{"window": w.name, "load": w.offered, "sent": w.sent, "202": w.accepted,
                       "other answers": {k: v for k, v in w.statuses.items() if k != "202"} or "",
                       "accepted/s": w.accepted_per_s, "both e-mails": w.completed, "lost": w.lost,
-                      "e2e signals/s": w.completed_per_s, "conns": w.connections} for w in windows], indent="  ")
+                      "of them later": "" if w.eventually is None else w.eventually,
+                      "e2e signals/s": w.completed_per_s,
+                      "first send → last mail /s": w.first_send_to_last_mail_per_s, "conns": w.connections,
+                      "resent": w.resent} for w in windows], indent="  ")
         print("\nchain: latency from the scheduled send, p50 / p99 / max ms")
         print_table([{"window": w.name, **{s: f"{w.latency[s]['p50_ms']} / {w.latency[s]['p99_ms']} /"
                                               f" {w.latency[s]['max_ms']}" for s in STAGES}} for w in windows],

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+from kafka import KafkaConsumer, TopicPartition
 
 from bench import procstat
 from bench.collector import expected_mails, read_all
-from bench.driver import Load, Sink
-from bench.stats import summary_ms
+from bench.driver import Load
+from bench.stats import rate_between, summary_ms
 from schakel.mail_sink import SmtpSink
 
-STAGES = ("202", "assigned", "lifecycle", "both e-mails")
+STAGES = ("202", "assigned", "lifecycle", "both e-mails", "both sent-records")
+
+
+class Arrivals(Protocol):
+    """Where e-mail arrival times come from: the sink's log (Tail) or notifications.sent (SentTail)."""
+
+    first: dict[str, float]
+
+    def poll(self) -> None: ...
 
 
 class ExternalSink(SmtpSink):
@@ -49,6 +60,43 @@ class Tail:
             self.first.setdefault(mid, float(at))
 
 
+class SentTail:
+    """Follows notifications.sent from its end: Message-ID → CreateTime of its first sent-record (epoch).
+
+    notify writes that record after the SMTP server accepted the message, so it is the arrival time plus
+    notify's produce; used when the sink (postfix's smtp-sink) keeps no log of its own.
+    """
+
+    def __init__(self, bootstrap: str) -> None:
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                      isolation_level="read_committed")
+        tps = [TopicPartition("notifications.sent", p)
+               for p in sorted(self.consumer.partitions_for_topic("notifications.sent") or set())]
+        self.consumer.assign(tps)
+        self.consumer.seek_to_end(*tps)
+        for tp in tps:
+            self.consumer.position(tp)
+        self.first: dict[str, float] = {}
+
+    def poll(self) -> None:
+        for batch in self.consumer.poll(timeout_ms=100, max_records=20000).values():
+            for record in batch:
+                with contextlib.suppress(TypeError, ValueError, KeyError):
+                    mid = json.loads(record.value)["data"]["message_id"]
+                    self.first.setdefault(mid, record.timestamp / 1000)
+
+
+def sent_times(bootstrap: str, mids: set[str]) -> dict[str, float]:
+    """Message-ID → CreateTime of its first record on notifications.sent."""
+    out: dict[str, float] = {}
+    for record in read_all(bootstrap, "notifications.sent", timeout_s=120):
+        with contextlib.suppress(TypeError, ValueError, KeyError):
+            mid = json.loads(record.value)["data"]["message_id"]
+            if mid in mids:
+                out[mid] = min(record.timestamp / 1000, out.get(mid, float("inf")))
+    return out
+
+
 def topic_times(bootstrap: str, topic: str, sids: set[str], *, change: str | None = None) -> dict[str, float]:
     """signal id → CreateTime (epoch s) of its first first-attempt record on a topic (lifecycle: of `change`)."""
     out: dict[str, float] = {}
@@ -80,16 +128,31 @@ class Window:
     cpu_s: dict[str, float | None]
     rss_mib: dict[str, float | None]
     connections: int
-    completed_per_s: float | None
+    resent: int
+    eventually: int | None  # of the lost: how many had both e-mails once the backlog drained (None: not looked)
+    completed_per_s: float | None  # between the first and the last completion (both e-mails)
+    first_send_to_last_mail_per_s: float | None  # completions / (last completion - first scheduled send)
     accepted_per_s: float | None
 
     def cpu_ms_per_signal(self) -> dict[str, float | None]:
         return procstat.per_item_ms(self.cpu_s, self.accepted)
 
 
-def measure(*, name: str, offered: str, load: Load, run: str, pids: dict[str, int | None], sink: Sink,
-            bootstrap: str, tail: Tail, timeout_s: float) -> Window:
-    """Run the load, wait until every accepted signal has both e-mails (or timeout_s after the last answer)."""
+def both_of(mails: dict[str, str], first: dict[str, float]) -> dict[str, float]:
+    """signal id → time its later e-mail arrived, for signals with both (mails: Message-ID → signal id)."""
+    per_signal: dict[str, list[float]] = {}
+    for mid, sid in mails.items():
+        if mid in first:
+            per_signal.setdefault(sid, []).append(first[mid])
+    return {sid: max(ts) for sid, ts in per_signal.items() if len(ts) == 2}
+
+
+def measure(*, name: str, offered: str, load: Load, run: str, pids: dict[str, int | None], bootstrap: str,
+            tail: Arrivals, timeout_s: float) -> tuple[Window, dict[str, str]]:
+    """Run the load, wait until every accepted signal has both e-mails (or timeout_s after the last answer).
+
+    Returns the window and the Message-IDs it expects (→ signal id), to look for late ones after a drain.
+    """
     before = procstat.sample(pids)
     load.go()
     result = load.wait()
@@ -111,15 +174,13 @@ def measure(*, name: str, offered: str, load: Load, run: str, pids: dict[str, in
     sids = set(signal_ids.values())
     assigned = topic_times(bootstrap, "signals.assigned", sids)
     lifecycle = topic_times(bootstrap, "signals.lifecycle", sids, change="assigned")
-    per_signal: dict[str, list[float]] = {}
-    for mid, sid in mails.items():
-        if mid in tail.first:
-            per_signal.setdefault(sid, []).append(tail.first[mid])
-    mail_done = {sid: max(ts) for sid, ts in per_signal.items() if len(ts) == 2}
+    mail_done = both_of(mails, tail.first)
+    sent_done = both_of(mails, sent_times(bootstrap, set(mails)))
     lat: dict[str, list[float]] = {stage: [] for stage in STAGES}
     for seq, sid in signal_ids.items():
         lat["202"].append(done[seq] - due[seq])
-        for stage, times in (("assigned", assigned), ("lifecycle", lifecycle), ("both e-mails", mail_done)):
+        for stage, times in (("assigned", assigned), ("lifecycle", lifecycle), ("both e-mails", mail_done),
+                             ("both sent-records", sent_done)):
             if sid in times:
                 lat[stage].append(times[sid] - due[seq])
     counts: dict[str, int] = {}
@@ -127,10 +188,15 @@ def measure(*, name: str, offered: str, load: Load, run: str, pids: dict[str, in
         counts[status] = counts.get(status, 0) + 1
     finished = sorted(mail_done.values())
     span = (max(finished) - min(due)) if finished and due else 0.0
+    steady = rate_between(finished)
     accepted_span = max(done) - min(due) if done and due else 0.0
-    return Window(name=name, offered=offered, sent=len(due), accepted=len(signal_ids), statuses=counts,
+    window = Window(name=name, offered=offered, sent=len(due), accepted=len(signal_ids), statuses=counts,
                   completed=len(mail_done), lost=len(signal_ids) - len(mail_done),
                   seconds=round(span, 2), latency={stage: summary_ms(v) for stage, v in lat.items()},
                   cpu_s=spent, rss_mib=rss, connections=int(result.get("connections", 0)),
-                  completed_per_s=round(len(mail_done) / span, 1) if span else None,
-                  accepted_per_s=round(len(signal_ids) / accepted_span, 1) if accepted_span else None)
+                  resent=int(result.get("resent", 0)),
+                  completed_per_s=round(steady, 1) if steady else None,
+                  first_send_to_last_mail_per_s=round(len(mail_done) / span, 1) if span else None,
+                  accepted_per_s=round(len(signal_ids) / accepted_span, 1) if accepted_span else None,
+                  eventually=None)
+    return window, mails

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from bench import procstat
+from schakel.kafka_broker import port_open
 from shared.settings import REPO_ROOT
 
 
@@ -58,6 +61,34 @@ class Sink:
             self.proc.wait(timeout=10)
         if self.proc.poll() is None:
             self.proc.kill()
+
+
+@dataclass
+class PostfixSink:
+    """Postfix's smtp-sink (C) on a port: accepts and discards; arrival times then come from notifications.sent."""
+
+    port: int
+    proc: subprocess.Popen[str]
+    log: Path | None = None
+
+    @classmethod
+    def start(cls, port: int, root: Path) -> PostfixSink:
+        binary = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+        (root / "logs").mkdir(parents=True, exist_ok=True)
+        with open(root / "logs" / "smtp-sink.log", "ab") as err:
+            proc = subprocess.Popen([binary, "-u", "nobody", f"127.0.0.1:{port}", "1024"], text=True,
+                                    stdout=err, stderr=err)
+        deadline = time.monotonic() + 10
+        while not port_open(port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"smtp-sink did not listen on {port}; see {root / 'logs' / 'smtp-sink.log'}")
+            time.sleep(0.1)
+        return cls(port, proc)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
 
 
 class Load:

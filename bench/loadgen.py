@@ -56,35 +56,58 @@ class Results:
 
 
 class Pool:
-    """Keep-alive connections to one port: reuse an idle one, open another up to a cap, else wait."""
+    """Keep-alive connections to one port: reuse an idle one, open another up to a cap, else wait.
+
+    uvicorn closes a connection idle for 5 s (timeout_keep_alive), so older idle ones are dropped, and a
+    request on a reused connection that the server closed meanwhile is sent once more on a new one (the same
+    Idempotency-Key, so intake counts it once).
+    """
+
+    IDLE_S = 4.0
 
     def __init__(self, port: int, cap: int) -> None:
         self.port = port
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
         self.slots = asyncio.Semaphore(cap)
         self.opened = 0
+        self.resent = 0
+
+    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bool]:
+        now = time.monotonic()
+        while self.idle:
+            reader, writer, since = self.idle.pop()
+            if now - since < self.IDLE_S:
+                return reader, writer, True
+            writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self.opened += 1
+        return reader, writer, False
 
     async def request(self, data: bytes) -> tuple[int, bytes]:
         """Send one request and read its answer."""
         async with self.slots:
-            if self.idle:
-                reader, writer = self.idle.pop()
-            else:
-                reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                self.opened += 1
-            try:
-                writer.write(data)
-                head = await reader.readuntil(b"\r\n\r\n")
-                status, length, close = parse_head(head)
-                body = await reader.readexactly(length) if length else b""
-            except BaseException:
-                writer.close()
-                raise
-            if close:
-                writer.close()
-            else:
-                self.idle.append((reader, writer))
-            return status, body
+            for _ in range(2):
+                reader, writer, reused = await self._connection()
+                try:
+                    writer.write(data)
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    status, length, close = parse_head(head)
+                    body = await reader.readexactly(length) if length else b""
+                except (asyncio.IncompleteReadError, ConnectionResetError, BrokenPipeError):
+                    writer.close()
+                    if not reused:
+                        raise
+                    self.resent += 1
+                    continue
+                except BaseException:
+                    writer.close()
+                    raise
+                if close:
+                    writer.close()
+                else:
+                    self.idle.append((reader, writer, time.monotonic()))
+                return status, body
+            raise ConnectionResetError("closed twice")
 
 
 async def one(pool: Pool, data: bytes, due: float, results: Results, i: int) -> None:
@@ -139,8 +162,9 @@ async def main_async(args: argparse.Namespace) -> None:
         await open_loop(pool, requests, args.rate, results)
     ended = time.time()
     with open(args.out, "w", encoding="utf-8") as out:
-        json.dump({"began": began, "ended": ended, "connections": pool.opened, "due": results.due,
-                   "done": results.done, "status": results.status, "signal_id": results.signal_id}, out)
+        json.dump({"began": began, "ended": ended, "connections": pool.opened, "resent": pool.resent,
+                   "due": results.due, "done": results.done, "status": results.status,
+                   "signal_id": results.signal_id}, out)
     print("done", flush=True)
     await loop.run_in_executor(None, sys.stdin.read)
 

@@ -84,3 +84,15 @@ def test_lag_and_peer_rows() -> None:
     assert lag_of({a: 9}, {a: 7}) == 0
     row = peer_row({"peer": "x", "records": 10, "records_per_s": 99, "wall_records_per_s": 98})
     assert row == {"peer": "x", "rate": 99, "unit": "records/s", "details": "records=10, wall_records_per_s=98"}
+
+
+def test_histogram_means_from_metrics_text() -> None:
+    from bench.chain_metrics import loop_figures
+
+    text = (
+        "# HELP x_seconds Time.\n# TYPE x_seconds histogram\n"
+        'x_seconds_bucket{topic="a",le="0.1"} 1.0\nx_seconds_bucket{topic="a",le="+Inf"} 4.0\n'
+        'x_seconds_count{topic="a"} 4.0\nx_seconds_sum{topic="a"} 2.0\n'
+        'x_seconds_bucket{topic="b",le="+Inf"} 0.0\nx_seconds_count{topic="b"} 0.0\nx_seconds_sum{topic="b"} 0.0\n'
+    )
+    assert loop_figures(text) == {"x_seconds{topic=a}": {"count": 4, "mean": 0.5}}
