@@ -1,0 +1,295 @@
+"""Routing's handlers called directly: a decoded record and plain-dict tables in, the effects out (no broker)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from services.routing.config import RoutingConfig
+from services.routing.decisions import ASSIGNMENTS, FAMILIES, SUBJECTS, TABLES, RoutingDecisions
+from services.routing.metrics import FAMILY_TOPIC, RoutingMetrics
+from shared.events import (
+    CloudEvent,
+    Contact,
+    Contract,
+    LifecycleChange,
+    SignalAssigned,
+    SignalLifecycleChanged,
+    SignalReceived,
+    SignalsMatched,
+    Urgency,
+    decode_event,
+    deterministic_id,
+    encode_event,
+    make_event,
+)
+from shared.municipality import load_municipality
+from shared.record_loop import Effects, Incoming, Publish, TableView
+from shared.settings import REPO_ROOT
+from shared.topics import SIGNALS_ASSIGNED, SIGNALS_LIFECYCLE, SIGNALS_MATCHED, SIGNALS_RECEIVED
+
+EXAMPLE = REPO_ROOT / "examples" / "gemeente-voorbeeld.yaml"
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def received(n: int, *, partner: str = "obs-de-linde", kind: str = "school", category: str = "KLAS",
+             subject: str = "sk_child", family: str | None = None, school: str | None = "12AB",
+             postcode: str | None = "3511", at: datetime = T0) -> SignalReceived:
+    return SignalReceived(
+        signal_id=deterministic_id("routing-decisions-test", str(n)), reference=f"SK-2026-{n:08d}",
+        partner_id=partner, partner_kind=kind, category=category, urgency=Urgency.U2, subject_key=subject,
+        family_key=family, school_brin=school, postcode_area=postcode, received_at=at,
+        reporter=Contact(name="Melder", email="melder@school.example"), legal_basis="meldrecht",
+    )
+
+
+def police(n: int, *, subject: str = "sk_child", family: str | None = None,
+           at: datetime = T0 + timedelta(hours=1)) -> SignalReceived:
+    return received(n, partner="politie-basisteam", kind="police", category="GROEP", subject=subject,
+                    family=family, school=None, at=at)
+
+
+def incoming(data: Contract, *, key: str, topic: str) -> Incoming:
+    """The record as the loop hands it over: encoded, then decoded again."""
+    subject = str(getattr(data, "signal_id", key))
+    event_id = deterministic_id("in", subject, type(data).__name__, str(getattr(data, "attempt", 0)))
+    envelope, decoded = decode_event(encode_event(make_event(data, source="test", subject=subject,
+                                                             event_id=event_id)))
+    return Incoming(envelope, decoded, key.encode(), topic)
+
+
+def from_publish(record: Publish) -> tuple[CloudEvent, Contract]:
+    return decode_event(record.value)
+
+
+def on(effects: Effects, topic: str) -> list[Publish]:
+    return [record for record in effects.publish if record.topic == topic]
+
+
+def assignment_of(effects: Effects) -> SignalAssigned:
+    [record] = on(effects, SIGNALS_ASSIGNED.name)
+    _, data = from_publish(record)
+    assert isinstance(data, SignalAssigned)
+    return data
+
+
+def rejected(assigned: SignalAssigned) -> SignalLifecycleChanged:
+    return SignalLifecycleChanged(
+        signal_id=assigned.signal_id, reference=assigned.reference, change=LifecycleChange.REJECTED,
+        status="rejected", actor_partner_id="obs-de-linde", route=assigned.route, body_id=assigned.body_id,
+        body_name=assigned.body_name, urgency=assigned.urgency, reason="hoort niet bij ons",
+        reporter=assigned.reporter, reporter_partner_id=assigned.partner_id, at=T0, attempt=assigned.attempt,
+    )
+
+
+class Routing:
+    """The decisions over the example municipality, plain dicts as tables, a fresh metrics registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.metrics = RoutingMetrics(self.registry)
+        config = RoutingConfig(None, self.metrics, municipality=load_municipality(EXAMPLE))
+        self.decisions = RoutingDecisions(config, self.metrics)
+        self.tables: dict[str, dict[Any, Any]] = {name: {} for name in TABLES}
+
+    def view(self) -> TableView:
+        return TableView(self.tables)
+
+    def assigned_count(self, route: str, rule: str) -> float:
+        return self.metrics.assigned.labels(route=route, rule=rule)._value.get()
+
+    def received(self, signal: SignalReceived, view: TableView) -> Effects:
+        effects = self.decisions.on_received(incoming(signal, key=signal.subject_key, topic=SIGNALS_RECEIVED.name),
+                                             view)
+        view.stage(effects.writes)
+        return effects
+
+    def handoff(self, data: Contract, view: TableView) -> Effects:
+        topic = SIGNALS_ASSIGNED.name if isinstance(data, SignalAssigned) else SIGNALS_LIFECYCLE.name
+        effects = self.decisions.on_handoff(incoming(data, key=str(getattr(data, "signal_id", "")), topic=topic),
+                                            view)
+        view.stage(effects.writes)
+        return effects
+
+
+@pytest.fixture
+def routing() -> Routing:
+    return Routing()
+
+
+def test_a_first_signal_is_routed_with_an_assignment_and_a_subject_table_write(routing: Routing) -> None:
+    signal = received(1)
+    effects = routing.received(signal, routing.view())
+    [record] = effects.publish
+    assert record.topic == SIGNALS_ASSIGNED.name and record.key == signal.signal_id.encode()
+    envelope, data = from_publish(record)
+    assert envelope.id == deterministic_id("assigned", signal.signal_id, "1")
+    assert isinstance(data, SignalAssigned)
+    assert (data.body_id, data.rule_id, data.attempt, data.matched) == ("zat-12ab", "zat", 1, False)
+    [write] = effects.writes
+    assert (write.table, write.key) == (SUBJECTS, "sk_child")
+    assert [(s["id"], s["partner"], s["body"]) for s in write.value["signals"]] == [
+        (signal.signal_id, "obs-de-linde", "zat-12ab")]
+    assert effects.answers == [] and effects.work == []
+
+
+def test_the_routing_metrics_count_only_when_the_after_callbacks_run(routing: Routing) -> None:
+    effects = routing.received(received(1), routing.view())
+    latency = "routing_assignment_latency_seconds_count"
+    assert routing.assigned_count("zat", "zat") == 0
+    assert routing.registry.get_sample_value(latency, {"route": "zat"}) == 0
+    for callback in effects.after:
+        callback()
+    assert routing.assigned_count("zat", "zat") == 1
+    assert routing.registry.get_sample_value(latency, {"route": "zat"}) == 1
+
+
+def test_a_redelivered_signal_is_decided_to_nothing(routing: Routing) -> None:
+    signal = received(1)
+    view = routing.view()
+    routing.received(signal, view)
+    again = routing.received(signal, view)
+    assert again.publish == [] and again.writes == [] and again.answers == []
+    for callback in again.after:
+        callback()  # a log line only
+    assert routing.assigned_count("zat", "zat") == 0
+
+
+def test_a_redelivered_signal_is_skipped_once_its_write_is_in_the_table(routing: Routing) -> None:
+    signal = received(1)
+    first = routing.received(signal, routing.view())
+    for write in first.writes:
+        routing.tables[write.table][write.key] = write.value
+    again = routing.received(signal, routing.view())  # a new batch: the write is in the table, not staged
+    assert again.publish == [] and again.writes == []
+
+
+def test_in_one_batch_a_second_partner_about_the_same_child_sees_the_first_and_matches(routing: Routing) -> None:
+    school, officer = received(1), police(2)
+    view = routing.view()
+    routing.received(school, view)
+    effects = routing.received(officer, view)
+    assigned = assignment_of(effects)
+    assert (assigned.body_id, assigned.rule_id, assigned.matched) == ("oov", "match-politie", True)
+    [record] = on(effects, SIGNALS_MATCHED.name)
+    assert record.key == b"sk_child"
+    envelope, match = from_publish(record)
+    assert isinstance(match, SignalsMatched)
+    assert envelope.id == match.match_id == deterministic_id("match", "subject", "sk_child", officer.signal_id)
+    assert match.key_kind == "subject" and match.matched_signal_ids == [school.signal_id]
+    assert match.partner_kinds == ["police", "school"] and match.body_ids == ["oov", "zat-12ab"]
+    [write] = effects.writes
+    assert [s["id"] for s in write.value["signals"]] == [school.signal_id, officer.signal_id]
+    assert routing.metrics.matched._value.get() == 0
+    for callback in effects.after:
+        callback()
+    assert routing.metrics.matched._value.get() == 1
+
+
+def test_without_staging_the_second_signal_does_not_see_the_first(routing: Routing) -> None:
+    school, officer = received(1), police(2)
+    view = routing.view()
+    routing.decisions.on_received(incoming(school, key="sk_child", topic=SIGNALS_RECEIVED.name), view)
+    effects = routing.decisions.on_received(incoming(officer, key="sk_child", topic=SIGNALS_RECEIVED.name), view)
+    assert on(effects, SIGNALS_MATCHED.name) == [] and assignment_of(effects).matched is False
+
+
+def test_the_same_partner_twice_about_one_child_is_no_match(routing: Routing) -> None:
+    view = routing.view()
+    routing.received(received(1), view)
+    effects = routing.received(received(2, category="EMO"), view)
+    assert on(effects, SIGNALS_MATCHED.name) == []
+
+
+def test_a_signal_with_a_family_key_is_forwarded_to_the_family_repartition(routing: Routing) -> None:
+    sister = received(1, category="THUIS", subject="sk_sister", family="fk_fam")
+    effects = routing.received(sister, routing.view())
+    [forward] = on(effects, FAMILY_TOPIC)
+    assert forward.key == b"fk_fam"
+    envelope, data = from_publish(forward)
+    assert envelope.id == deterministic_id("assigned", sister.signal_id, "1")
+    assert data == assignment_of(effects)
+    assert isinstance(data, SignalAssigned) and data.family_key == "fk_fam" and data.subject_key == "sk_sister"
+
+
+def test_siblings_signalled_by_two_partners_match_on_their_family_key(routing: Routing) -> None:
+    view = routing.view()
+    sister = routing.received(received(1, category="THUIS", subject="sk_sister", family="fk_fam"), view)
+    brother = routing.received(police(2, subject="sk_brother", family="fk_fam"), view)
+    assert on(brother, SIGNALS_MATCHED.name) == []  # different children: no subject match
+    forwarded = [from_publish(record) for effects in (sister, brother) for record in on(effects, FAMILY_TOPIC)]
+    family_view = routing.view()
+    outcomes = []
+    for envelope, data in forwarded + forwarded[1:]:  # the brother's record redelivered
+        effects = routing.decisions.on_family(Incoming(envelope, data, b"fk_fam", FAMILY_TOPIC), family_view)
+        family_view.stage(effects.writes)
+        outcomes.append(effects)
+    first, second, redelivered = outcomes
+    assert first.publish == [] and [w.table for w in first.writes] == [FAMILIES]
+    [record] = second.publish
+    assert record.topic == SIGNALS_MATCHED.name and record.key == b"fk_fam"
+    _, match = from_publish(record)
+    assert isinstance(match, SignalsMatched)
+    assert match.key_kind == "family" and match.body_ids == ["oov", "wijkteam-centrum"]
+    assert (second.writes[0].table, second.writes[0].key) == (FAMILIES, "fk_fam")
+    assert redelivered.publish == [] and redelivered.writes == []
+
+
+def test_a_rejection_becomes_the_next_assignment_and_its_table_write(routing: Routing) -> None:
+    first = assignment_of(routing.received(received(1), routing.view()))
+    view = routing.view()
+    remembered = routing.handoff(first, view)
+    assert remembered.publish == []
+    [write] = remembered.writes
+    assert (write.table, write.key) == (ASSIGNMENTS, first.signal_id) and write.value["assigned"]["attempt"] == 1
+    effects = routing.handoff(rejected(first), view)
+    [record] = effects.publish
+    assert record.topic == SIGNALS_ASSIGNED.name and record.key == first.signal_id.encode()
+    envelope, nxt = from_publish(record)
+    assert envelope.id == deterministic_id("assigned", first.signal_id, "2")
+    assert isinstance(nxt, SignalAssigned)
+    assert (nxt.body_id, nxt.attempt, nxt.previous_body_ids) == ("wijkteam-centrum", 2, ["zat-12ab"])
+    [write] = effects.writes
+    assert (write.table, write.key) == (ASSIGNMENTS, first.signal_id)
+    assert write.value == {"assigned": nxt.model_dump(mode="json"), "pending": None}
+    assert routing.metrics.rejections.labels(route="zat")._value.get() == 0
+    for callback in effects.after:
+        callback()
+    assert routing.metrics.rejections.labels(route="zat")._value.get() == 1
+    assert routing.assigned_count("wijkteam", nxt.rule_id) == 1
+
+
+def test_a_redelivered_rejection_is_decided_to_nothing(routing: Routing) -> None:
+    first = assignment_of(routing.received(received(1), routing.view()))
+    view = routing.view()
+    routing.handoff(first, view)
+    routing.handoff(rejected(first), view)
+    again = routing.handoff(rejected(first), view)
+    assert again.publish == [] and again.writes == []
+
+
+def test_a_rejection_arriving_before_its_assignment_is_kept_pending_until_it_arrives(routing: Routing) -> None:
+    first = assignment_of(routing.received(received(1, category="THUIS"), routing.view()))
+    view = routing.view()
+    early = routing.handoff(rejected(first), view)
+    assert early.publish == []
+    [write] = early.writes
+    assert (write.table, write.key) == (ASSIGNMENTS, first.signal_id)
+    assert write.value == {"pending": rejected(first).model_dump(mode="json")}
+    late = routing.handoff(first, view)
+    [record] = late.publish
+    _, nxt = from_publish(record)
+    assert isinstance(nxt, SignalAssigned) and (nxt.body_id, nxt.attempt) == ("zat-12ab", 2)
+    assert late.writes[-1].value == {"assigned": nxt.model_dump(mode="json"), "pending": None}
+
+
+def test_an_older_assignment_redelivered_after_a_handoff_changes_nothing(routing: Routing) -> None:
+    first = assignment_of(routing.received(received(1), routing.view()))
+    view = routing.view()
+    routing.handoff(first, view)
+    routing.handoff(rejected(first), view)
+    again = routing.handoff(first, view)
+    assert again.publish == [] and again.writes == []
