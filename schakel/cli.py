@@ -52,9 +52,9 @@ def _schema(args: argparse.Namespace) -> int:
 def _stack(args: argparse.Namespace) -> int:
     from schakel import stack
 
-    actions: dict[str, Callable[[], int]] = {
-        "up": stack.up, "down": stack.down, "status": stack.status, "demo": stack.demo,
-    }
+    if args.command == "up":
+        return stack.up(workers=args.workers)
+    actions: dict[str, Callable[[], int]] = {"down": stack.down, "status": stack.status, "demo": stack.demo}
     return actions[args.command]()
 
 
@@ -81,7 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     schema.set_defaults(func=_schema)
     for name, text in (("up", "start the local stack"), ("down", "stop the local stack"),
                        ("status", "show the local stack"), ("demo", "send the example signals")):
-        sub.add_parser(name, help=text).set_defaults(func=_stack)
+        command = sub.add_parser(name, help=text)
+        command.set_defaults(func=_stack)
+        if name == "up":
+            command.add_argument("--workers", default=None, metavar="N|SERVICE=N,...",
+                                 help="workers per stream service (routing, feedback, notify), e.g. 2 or "
+                                      "routing=2,notify=3; at most 4, the topics' partitions")
     mail = sub.add_parser("mail", help="e-mail templates")
     mail_sub = mail.add_subparsers(dest="mail_action", required=True)
     prev = mail_sub.add_parser("preview", help="render a template with sample data")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -56,11 +57,26 @@ def fetch_jars() -> Path:
     return target
 
 
+# Below Linux's ephemeral range (32768-60999): a port the kernel picked for "bind to 0" can be taken by an
+# outgoing connection (a Kafka client's, say) before the service that was given it binds it.
+FREE_PORTS = range(20000, 32000)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on now, outside the ephemeral range, not handed out before."""
+    for _ in range(200):
+        port = random.choice(FREE_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free TCP port found in 20000-32000")
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

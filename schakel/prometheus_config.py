@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -40,8 +41,13 @@ def render_config(
     scrape_interval: str = "5s",
     evaluation_interval: str = "5s",
     purpose: str = "Prometheus configuration for Schakel.",
+    discover: bool = False,
 ) -> str:
-    """Return prometheus.yml text scraping each job name -> host:port and loading rules_dir/*.yml."""
+    """Return prometheus.yml text scraping each job name -> host:port and loading rules_dir/*.yml.
+
+    With `discover`, every address the host name resolves to is scraped (DNS A records: each replica of a
+    compose service), instead of the one address a static target reaches.
+    """
     unknown = sorted(set(targets) - set(SERVICES))
     if unknown:
         raise ValueError(f"unknown service(s) {unknown}; expected a subset of {list(SERVICES)}")
@@ -56,7 +62,7 @@ def render_config(
             {
                 "job_name": name,
                 "metrics_path": "/metrics",
-                "static_configs": [{"targets": [targets[name]]}],
+                **(_discovered(targets[name]) if discover else {"static_configs": [{"targets": [targets[name]]}]}),
             }
             for name in SERVICES
             if name in targets
@@ -64,6 +70,18 @@ def render_config(
     }
     body = yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
     return _HEADER.format(purpose=purpose) + body
+
+
+def _discovered(target: str) -> dict[str, Any]:
+    host, port = target.rsplit(":", 1)
+    return {"dns_sd_configs": [{"names": [host], "type": "A", "port": int(port), "refresh_interval": "15s"}]}
+
+
+def scraped_targets(job: dict[str, Any]) -> list[str]:
+    """The host:port targets of a scrape job, static or discovered by DNS."""
+    if "static_configs" in job:
+        return [target for config in job["static_configs"] for target in config["targets"]]
+    return [f"{name}:{config['port']}" for config in job["dns_sd_configs"] for name in config["names"]]
 
 
 def committed_configs() -> dict[Path, str]:
@@ -78,7 +96,8 @@ def committed_configs() -> dict[Path, str]:
         PROMETHEUS_DIR / "prometheus.compose.yml": render_config(
             targets=COMPOSE_TARGETS,
             rules_dir=rules,
-            purpose="docker-compose.yml: services reached by name on the compose network.",
+            purpose="docker-compose.yml: every replica of each service, found by name (DNS) on the compose network.",
+            discover=True,
         ),
     }
 

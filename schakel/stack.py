@@ -20,6 +20,7 @@ from schakel.kafka_broker import Broker
 from schakel.processes import DEFAULT_PORTS, SERVICES, http_ok
 from schakel.supervisor import PROMETHEUS_PORT, SMTP_PORT
 from schakel.topics_admin import ensure_topics
+from schakel.workers import format_workers, parse_workers, plan_workers
 from shared.settings import REPO_ROOT, Settings
 
 DEMO_FILE = REPO_ROOT / "examples" / "demo-signals.yaml"
@@ -43,9 +44,14 @@ def _supervisor_pid(settings: Settings) -> int | None:
     return pid
 
 
-def up() -> int:
-    """Start the broker, the mail sink, the four services and Prometheus (if installed)."""
+def up(workers: str | None = None) -> int:
+    """Start the broker, the mail sink, the services (`workers` per stream service) and Prometheus (if installed)."""
     settings = _settings()
+    try:
+        counts = parse_workers(workers)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     broker = _broker(settings)
     print(f"starting Kafka on {broker.bootstrap} (first run fetches the broker jars with Maven) ...", flush=True)
     broker.start()
@@ -53,19 +59,20 @@ def up() -> int:
     if _supervisor_pid(settings) is None:
         logs = settings.state_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "SCHAKEL_STACK_WORKERS": format_workers(counts)}
         with open(logs / "supervisor.log", "ab") as out:
             proc = subprocess.Popen([sys.executable, "-m", "schakel.supervisor"], cwd=REPO_ROOT, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+                                    stderr=subprocess.STDOUT, start_new_session=True, env=env)
         (settings.state_dir / "supervisor.pid").write_text(str(proc.pid))
     deadline = time.monotonic() + READY_TIMEOUT_S
-    for name in SERVICES:
-        url = f"http://127.0.0.1:{DEFAULT_PORTS[name]}/readyz"
+    for worker in plan_workers(counts):
+        url = f"http://127.0.0.1:{worker.port}/readyz"
         while not http_ok(url):
             if time.monotonic() > deadline:
-                print(f"{name} did not become ready; see {settings.state_dir / 'logs' / (name + '.log')}")
+                print(f"{worker.name} did not become ready; see {settings.state_dir / 'logs' / (worker.name + '.log')}")
                 return 1
             time.sleep(0.5)
-        print(f"  {name:9s} ready on http://127.0.0.1:{DEFAULT_PORTS[name]}")
+        print(f"  {worker.name:11s} ready on http://127.0.0.1:{worker.port}")
     _print_addresses(settings)
     return 0
 

@@ -1,4 +1,4 @@
-"""Keeps the local stack's processes running: the mail sink, four services, Prometheus if installed.
+"""Keeps the local stack's processes running: the mail sink, the services' workers, Prometheus if installed.
 
 Run detached by `schakel up`; `schakel down` sends it SIGTERM and it stops its children.
 A child that exits is started again after a short, growing pause.
@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from schakel.processes import DEFAULT_PORTS, SERVICES
+from schakel.workers import parse_workers, plan_workers
 from shared.settings import REPO_ROOT, Settings
 
 SMTP_PORT = 8025
@@ -68,9 +68,11 @@ class Supervisor:
         python = sys.executable
         children = [Child("mail-sink", [python, "-m", "schakel.mail_sink", "--port", str(SMTP_PORT),
                                         "--dir", str(state / "mail")], {}, logs / "mail-sink.log")]
-        for name in SERVICES:
-            env = {"SCHAKEL_HTTP_PORT": str(DEFAULT_PORTS[name]), "SCHAKEL_SMTP_PORT": str(SMTP_PORT)}
-            children.append(Child(name, [python, "-m", f"services.{name}"], env, logs / f"{name}.log"))
+        for worker in plan_workers(parse_workers(os.environ.get("SCHAKEL_STACK_WORKERS"))):
+            env = {"SCHAKEL_HTTP_PORT": str(worker.port), "SCHAKEL_SMTP_PORT": str(SMTP_PORT),
+                   "SCHAKEL_STATE_DIR": str(worker.state_dir(state)), "SCHAKEL_WORKER_ID": worker.name}
+            children.append(Child(worker.name, [python, "-m", f"services.{worker.service}"], env,
+                                  logs / f"{worker.name}.log"))
         prometheus = shutil.which("prometheus")
         if prometheus:
             config = write_prometheus_config(state)

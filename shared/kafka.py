@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import faust
@@ -37,7 +38,15 @@ def create_faust_app(name: str, settings: Settings, *, store: str | None = None)
         broker_heartbeat_interval=2.0,
         key_serializer="raw",
         value_serializer="raw",
+        consumer_group_instance_id=group_instance_id(name, settings.worker_id),
     )
+
+
+def group_instance_id(service: str, worker_id: str | None) -> str | None:
+    """The static group member id of a worker (None: dynamic membership); `hostname` takes the host's name."""
+    if not worker_id:
+        return None
+    return f"schakel-{service}-{socket.gethostname() if worker_id == 'hostname' else worker_id}"
 
 
 def raw_topic(app: faust.App, name: str) -> faust.TopicT:

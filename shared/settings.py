@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     notify_digest_interval_s: float | None = Field(default=None, gt=0)
     notify_digest_check_s: float = Field(default=30.0, gt=0)
     topic_partitions: int = 4
+    # A name for this worker, stable across its restarts (e.g. routing-2, a container's hostname): the stream
+    # services then join their consumer group as static members (group.instance.id), so a restart within the
+    # session timeout does not move partitions. Unset: dynamic membership.
+    worker_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,100}$")
     # intake: per-partner token bucket (per process), answers 429 with Retry-After when empty.
     intake_rate_per_minute: float = Field(default=600.0, gt=0)
     intake_rate_burst: int = Field(default=60, ge=1)

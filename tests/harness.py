@@ -90,7 +90,8 @@ class System:
             self.services[name] = ServiceProcess(name=name, port=free_port(), env={},
                                                  log_path=self.root / "logs" / f"{name}.log")
         for name in names:
-            self.services[name].env = self.env()
+            # Each worker a static member of its consumer group, as `schakel up` runs them (shared.kafka).
+            self.services[name].env = {**self.env(), "SCHAKEL_WORKER_ID": name}
             self.services[name].start()
         for name in names:
             self.services[name].wait_ready()
@@ -100,7 +101,8 @@ class System:
         """One more worker of a service: same consumer group, its own port and state directory."""
         name = f"{service}-{sum(1 for n in self.services if n.startswith(service)) + 1}"
         worker = ServiceProcess(name=name, port=free_port(), module=f"services.{service}",
-                                env={**self.env(), "SCHAKEL_STATE_DIR": str(self.root / f"state-{name}")},
+                                env={**self.env(), "SCHAKEL_STATE_DIR": str(self.root / f"state-{name}"),
+                                     "SCHAKEL_WORKER_ID": name},
                                 log_path=self.root / "logs" / f"{name}.log")
         self.services[name] = worker
         worker.start()

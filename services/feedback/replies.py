@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import faust
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 from faust.types import TP
 
@@ -92,20 +93,28 @@ class Replies:
         return self._listening
 
     async def listen(self) -> None:
-        """Read the replies topic until cancelled; resolve the answers addressed to this worker."""
+        """Read the replies topic until cancelled; resolve the answers addressed to this worker.
+
+        A broken connection is logged and the consumer started again from the end; requests waiting
+        meanwhile time out (503) rather than the worker stopping over its answers channel.
+        """
         tps = [TopicPartition(LIFECYCLE_REPLIES.name, p) for p in range(LIFECYCLE_REPLIES.partitions)]
-        consumer = await retry_with_backoff(lambda: self._start(tps), event="kafka_not_reachable")
-        self.listening.set()
-        log.info("lifecycle_replies_listening", worker=self.worker_id)
-        try:
-            while True:
-                batches = await consumer.getmany(timeout_ms=1000, max_records=500)
-                for records in batches.values():
-                    for record in records:
-                        self._take(record.value)
-        finally:
-            with contextlib.suppress(Exception):
-                await consumer.stop()
+        while True:
+            consumer = await retry_with_backoff(lambda: self._start(tps), event="kafka_not_reachable")
+            self.listening.set()
+            log.info("lifecycle_replies_listening", worker=self.worker_id)
+            try:
+                while True:
+                    batches = await consumer.getmany(timeout_ms=1000, max_records=500)
+                    for records in batches.values():
+                        for record in records:
+                            self._take(record.value)
+            except KafkaError as exc:
+                log.error("lifecycle_replies_failed", error=type(exc).__name__)
+                self.listening.clear()
+            finally:
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
 
     async def _start(self, tps: list[TopicPartition]) -> AIOKafkaConsumer:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,

@@ -21,6 +21,7 @@ from schakel.prometheus_config import (
     SERVICES,
     committed_configs,
     render_config,
+    scraped_targets,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -171,7 +172,7 @@ def test_the_committed_configs_scrape_the_four_services_every_five_seconds() -> 
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
         assert config["global"]["scrape_interval"] == "5s"
         assert config["rule_files"] == ["rules/*.yml"]
-        scraped = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
+        scraped = {job["job_name"]: scraped_targets(job) for job in config["scrape_configs"]}
         assert scraped == {name: [target] for name, target in targets.items()}
     assert LOCAL_TARGETS == {"intake": "127.0.0.1:8001", "routing": "127.0.0.1:8002",
                              "feedback": "127.0.0.1:8003", "notify": "127.0.0.1:8004"}
