@@ -1,9 +1,9 @@
 """Entry point: python -m services.feedback."""
 
 from services.feedback.app import create_app
+from services.feedback.settings import FeedbackSettings
 from shared.runner import serve
-from shared.settings import Settings
 
 if __name__ == "__main__":
-    settings = Settings()
+    settings = FeedbackSettings()
     serve(create_app(settings), settings)

@@ -19,12 +19,12 @@ from services.feedback.agents import FeedbackCore
 from services.feedback.audit import audit_record, capacity, write_audit
 from services.feedback.lifecycle import ChangeRequest, Refusal, SignalRecord, can_see, check
 from services.feedback.port import SignalPort
+from services.feedback.settings import FeedbackSettings
 from services.feedback.sla import deadline_state
 from shared.events import LifecycleChange, LifecycleRequested, utcnow
 from shared.http import problem
 from shared.municipality import Partner
 from shared.pseudonym import seal, unseal
-from shared.settings import Settings
 from shared.topics import AUDIT_LOG
 
 log = structlog.get_logger(__name__)
@@ -72,7 +72,7 @@ def signal_view(record: SignalRecord, *, partner_id: str, sealing_key: str) -> d
     return view
 
 
-def build_router(core: FeedbackCore, settings: Settings) -> APIRouter:
+def build_router(core: FeedbackCore, settings: FeedbackSettings) -> APIRouter:
     """The partner-facing routes of feedback."""
     router = APIRouter()
     port = SignalPort(core)

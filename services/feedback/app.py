@@ -9,19 +9,19 @@ from services.feedback.agents import FeedbackCore
 from services.feedback.api import build_router
 from services.feedback.metrics import FeedbackMetrics
 from services.feedback.replies import Replies
+from services.feedback.settings import FeedbackSettings
 from shared.kafka import create_faust_app
 from shared.logging import configure_logging
 from shared.municipality import Municipality, load_municipality
-from shared.settings import Settings
 from shared.stream_service import stream_service_api
 
 GAUGE_INTERVAL_S = 10.0
 
 
-def create_app(settings: Settings | None = None, *, municipality: Municipality | None = None,
+def create_app(settings: FeedbackSettings | None = None, *, municipality: Municipality | None = None,
                store: str | None = None) -> FastAPI:
     """Build feedback's faust app, table, agent and HTTP API; nothing connects until start."""
-    settings = settings or Settings()
+    settings = settings or FeedbackSettings()
     configure_logging(service="feedback", log_format=settings.log_format, level=settings.log_level)
     registry = CollectorRegistry()
     faust_app = create_faust_app("feedback", settings, store=store)

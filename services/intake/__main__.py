@@ -1,9 +1,9 @@
 """Entry point: python -m services.intake."""
 
 from services.intake.app import create_app
+from services.intake.settings import IntakeSettings
 from shared.runner import serve
-from shared.settings import Settings
 
 if __name__ == "__main__":
-    settings = Settings()
+    settings = IntakeSettings()
     serve(create_app(settings), settings)

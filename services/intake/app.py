@@ -15,19 +15,19 @@ from services.intake.metrics import IntakeMetrics
 from services.intake.openapi import install_openapi
 from services.intake.publisher import Publisher
 from services.intake.ratelimit import RateLimiter
+from services.intake.settings import IntakeSettings
 from services.intake.submission import Intake
 from shared.http import add_operational_routes
 from shared.logging import configure_logging
 from shared.municipality import Municipality, load_municipality
-from shared.settings import Settings
 
 
 def create_app(
-    settings: Settings | None = None, *, municipality: Municipality | None = None, publisher: Publisher | None = None,
-    consume_inbound: bool = True,
+    settings: IntakeSettings | None = None, *, municipality: Municipality | None = None,
+    publisher: Publisher | None = None, consume_inbound: bool = True,
 ) -> FastAPI:
     """Build the intake app; nothing connects until the app starts."""
-    settings = settings or Settings()
+    settings = settings or IntakeSettings()
     configure_logging(service="intake", log_format=settings.log_format, level=settings.log_level)
     registry = CollectorRegistry()
     metrics = IntakeMetrics(registry)

@@ -15,9 +15,9 @@ from aiokafka.errors import KafkaError
 from services.intake.answers import PendingAnswers, claim_wins
 from services.intake.ledger import Claim, Done, Ledger, claim_record, done_record, release_record
 from services.intake.publisher import BrokerUnavailable, Publisher
+from services.intake.settings import IntakeSettings
 from shared.metrics import HopMetrics
 from shared.retry import retry_with_backoff, stopped_on_error
-from shared.settings import Settings
 from shared.topics import INTAKE_IDEMPOTENCY
 
 log = structlog.get_logger(__name__)
@@ -26,7 +26,7 @@ log = structlog.get_logger(__name__)
 class IdempotencyStore:
     """Tails intake.idempotency into a Ledger; writes claims, releases and answers through the publisher."""
 
-    def __init__(self, settings: Settings, publisher: Publisher, *, topic: str = INTAKE_IDEMPOTENCY.name,
+    def __init__(self, settings: IntakeSettings, publisher: Publisher, *, topic: str = INTAKE_IDEMPOTENCY.name,
                  hop: HopMetrics | None = None) -> None:
         self.hop = hop
         self.settings = settings

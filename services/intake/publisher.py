@@ -10,8 +10,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import RecordMetadata
 
+from services.intake.settings import IntakeSettings
 from shared.retry import retry_with_backoff, stopped_on_error
-from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 LINGER_MS = 2
@@ -24,7 +24,7 @@ class BrokerUnavailable(RuntimeError):
 class Publisher:
     """An idempotent acks=all producer that (re)connects by itself."""
 
-    def __init__(self, settings: Settings, *, send_timeout_s: float | None = None) -> None:
+    def __init__(self, settings: IntakeSettings, *, send_timeout_s: float | None = None) -> None:
         self.settings = settings
         self.send_timeout_s = send_timeout_s or settings.intake_send_timeout_s
         self._producer: AIOKafkaProducer | None = None

@@ -16,10 +16,10 @@ from services.intake.idempotency import IdempotencyStore
 from services.intake.ledger import fingerprint, key_hash, slot_for
 from services.intake.metrics import IntakeMetrics
 from services.intake.publisher import BrokerUnavailable, Publisher
+from services.intake.settings import IntakeSettings
 from services.intake.validation import SignalIn, describe_errors, parse_signal
 from shared.events import deterministic_id, encode_event, make_event, utcnow
 from shared.municipality import Municipality, Partner
-from shared.settings import Settings
 from shared.topics import SIGNALS_RECEIVED
 
 log = structlog.get_logger(__name__)
@@ -70,7 +70,7 @@ class Intake:
     """Accepts signals for partners; the HTTP routes and the Kafka consumer are thin around it."""
 
     def __init__(
-        self, *, settings: Settings, municipality: Municipality, publisher: Publisher, store: IdempotencyStore,
+        self, *, settings: IntakeSettings, municipality: Municipality, publisher: Publisher, store: IdempotencyStore,
         metrics: IntakeMetrics,
     ) -> None:
         self.settings = settings

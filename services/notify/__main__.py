@@ -1,9 +1,9 @@
 """Entry point: python -m services.notify."""
 
 from services.notify.app import create_app
+from services.notify.settings import NotifySettings
 from shared.runner import serve
-from shared.settings import Settings
 
 if __name__ == "__main__":
-    settings = Settings()
+    settings = NotifySettings()
     serve(create_app(settings), settings)

@@ -11,20 +11,20 @@ from services.notify.agents import NotifyCore
 from services.notify.digest import DigestSchedule
 from services.notify.mailer import Sender
 from services.notify.metrics import NotifyMetrics
+from services.notify.settings import NotifySettings
 from services.notify.smtp import SmtpPool, SmtpSettings
 from shared.kafka import create_faust_app
 from shared.logging import configure_logging
 from shared.municipality import Municipality, load_municipality
-from shared.settings import Settings
 from shared.stream_service import stream_service_api
 
 GAUGE_INTERVAL_S = 5.0
 
 
-def create_app(settings: Settings | None = None, *, municipality: Municipality | None = None,
+def create_app(settings: NotifySettings | None = None, *, municipality: Municipality | None = None,
                store: str | None = None, sender: Sender | None = None) -> FastAPI:
     """Build notify's faust app, sent-log and agent; nothing connects until start."""
-    settings = settings or Settings()
+    settings = settings or NotifySettings()
     configure_logging(service="notify", log_format=settings.log_format, level=settings.log_level)
     registry = CollectorRegistry()
     faust_app = create_faust_app("notify", settings, store=store)

@@ -14,9 +14,10 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from schakel.kafka_broker import free_port
 from schakel.processes import ServiceProcess
+from services.intake.settings import IntakeSettings
 from services.intake.signing import PARTNER_HEADER, SIGNATURE_HEADER, partner_signing_key, sign
 from shared.municipality import MunicipalityInfo, hash_token
-from shared.settings import REPO_ROOT, Settings
+from shared.settings import REPO_ROOT
 
 EXAMPLE = REPO_ROOT / "examples" / "gemeente-voorbeeld.yaml"
 READ_ONLY_PARTNER = "alleen-bijwerken"
@@ -65,11 +66,11 @@ def intake_env(*, bootstrap: str, config: Path, state_dir: Path, **extra: str) -
     }
 
 
-def settings_for(bootstrap: str, directory: Path, **extra: Any) -> Settings:
+def settings_for(bootstrap: str, directory: Path, **extra: Any) -> IntakeSettings:
     """Settings for an in-process intake on a test broker."""
     env = intake_env(bootstrap=bootstrap, config=write_municipality(directory), state_dir=directory / "state")
     values: dict[str, Any] = {key.removeprefix("SCHAKEL_").lower(): value for key, value in env.items()}
-    return Settings(**{**values, **extra})
+    return IntakeSettings(**{**values, **extra})
 
 
 def start_intake(

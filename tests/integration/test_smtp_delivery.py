@@ -220,10 +220,10 @@ async def test_starttls_is_used_when_configured_and_the_certificate_is_verified(
 
 
 def test_five_minutes_of_outage_need_at_most_twelve_attempts_and_a_short_drain() -> None:
+    from services.notify.settings import NotifySettings
     from services.notify.smtp import worst_case_schedule
-    from shared.settings import Settings
 
-    settings = Settings()
+    settings = NotifySettings()
     attempts, longest_wait = worst_case_schedule(300, base_delay=settings.notify_retry_base_s,
                                                  max_delay=settings.notify_retry_max_s)
     assert attempts <= 12

@@ -12,8 +12,8 @@ from services.intake.answers import PendingAnswers, claim_wins
 from services.intake.idempotency import IdempotencyStore
 from services.intake.ledger import Claim, Done, Ledger, claim_record, done_record, release_record
 from services.intake.publisher import BrokerUnavailable, Publisher
+from services.intake.settings import IntakeSettings
 from shared import fastjson
-from shared.settings import Settings
 
 SLOT = "obs-de-linde:abc"
 
@@ -70,7 +70,7 @@ class FlakyPublisher(Publisher):
     """Fails the first `failures` writes, then acknowledges; remembers what it wrote."""
 
     def __init__(self, failures: int) -> None:
-        super().__init__(Settings(), send_timeout_s=1.0)
+        super().__init__(IntakeSettings(), send_timeout_s=1.0)
         self.failures = failures
         self.written: list[tuple[str, bytes]] = []
 
@@ -86,7 +86,7 @@ class FlakyPublisher(Publisher):
 
 async def test_a_failed_done_write_is_retried_and_the_answer_replayed_meanwhile() -> None:
     publisher = FlakyPublisher(failures=2)
-    store = IdempotencyStore(Settings(), publisher)
+    store = IdempotencyStore(IntakeSettings(), publisher)
     store.complete_soon(SLOT, claim_id="c", fingerprint="f", response={"signal_id": "s"})
     assert store.done(SLOT) == Done("c", "f", {"signal_id": "s"})
     for _ in range(100):
