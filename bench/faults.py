@@ -356,6 +356,68 @@ def join_worker(service: str, *, n: int, at: float = 0.5, clients: int = 2) -> R
     return result
 
 
+HANDLED_LINE = {"routing": '"signal_routed"', "feedback": '"signal_lifecycle_started"', "notify": '"email_sent"'}
+STREAM_SERVICES = ("routing", "feedback", "notify")
+
+
+def scale_change(service: str, *, n: int, change: str, at: float = 0.5, clients: int = 4) -> Result:
+    """Two workers of every stream service; at `at` of the service's output a second one joins or one leaves.
+
+    `change`: "join" (the service starts with one worker and a second joins), "leave" (one of two stops with
+    SIGTERM) or "leave-kill" (kill -9). The leaving worker is not started again.
+    """
+    how = {"join": "a second worker joins", "leave": "one of two leaves (SIGTERM)",
+           "leave-kill": "one of two is killed (kill -9)"}[change]
+    result = Result(f"#10 {service}: {how} at {at:.0%}, two workers of every other stream service")
+    run = f"s{service[:2]}{change[-4:]}{int(time.time()) % 100000}"
+    with bench_system() as bench:
+        for other in STREAM_SERVICES:
+            if other != service or change != "join":
+                bench.add_worker(other)
+        submitter, feeder = start_feed(bench, run=run, n=n, clients=clients)
+        output_then = wait_for_output(bench, HOP_OF[service], at * expected_output(service, n))
+        changed_at = time.time()
+        if change == "join":
+            changed = bench.add_worker(service)
+        else:
+            changed = bench.system.services[service]
+            bench.take_down(service, kill=change == "leave-kill")
+        done_at = time.time()
+        feeder.join()
+        collected = settled(bench.broker.bootstrap, bench.system.sink, run=run,
+                            signal_ids=submitter.result.signal_ids, timeout_s=300, arrival=bench.arrival)
+        hop = collected.hops[OUTPUT_HOP[service]]
+        times = sorted(hop.times)
+        if service == "notify":
+            times = sorted(t for ts in bench.arrival.values() for t in ts)
+        after = [t for t in times if t > changed_at]
+        gaps = [b - a for a, b in zip([changed_at, *after], after, strict=False)]
+        others = [s for name, s in bench.system.services.items() if name != service and name.startswith(service)]
+        result.figures.update({
+            "signals": n, "accepted (202)": submitter.result.accepted, "http": dict(submitter.result.statuses),
+            "output when the change came": output_then, "change took s": round(done_at - changed_at, 2),
+            "next output after the change s": first_after(times, changed_at),
+            "longest pause in the output after the change s": round(max(gaps), 2) if gaps else None,
+            "records handled by the joining worker" if change == "join" else "records handled by the one that stays":
+                (changed if change == "join" else others[0]).log_path.read_text(errors="replace").count(
+                    HANDLED_LINE[service]),
+            "tracebacks": tracebacks(bench),
+        })
+        resent = 1 if service == "notify" and change != "join" else 0  # a mail in flight when it stopped
+        collected_checks(result, collected, dup_emails_allowed=resent)
+        crash_checks(result, bench)
+        result.checks["next output after the change ≤ 10 s"] = (
+            result.figures["next output after the change s"] is not None
+            and result.figures["next output after the change s"] <= 10)
+        result.checks["every service alive"] = all(
+            s.alive() for name, s in bench.system.services.items() if change == "join" or name != service)
+    return result
+
+
+def _scale_scenario(service: str, change: str) -> Callable[[argparse.Namespace], Result]:
+    return lambda args: scale_change(service, n=args.signals, change=change)
+
+
 # -- #11 a consumer group that never ran ------------------------------------------------------------------------
 
 def fresh_groups(*, n: int = 100) -> Result:
@@ -398,6 +460,8 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace], Result]] = {
     "fresh-group": lambda a: fresh_groups(),
     "join-routing": lambda a: join_worker("routing", n=a.signals),
     "join-notify": lambda a: join_worker("notify", n=a.signals),
+    **{f"scale-{change}-{service}": _scale_scenario(service, change)
+       for service in STREAM_SERVICES for change in ("join", "leave", "leave-kill")},
 }
 DEFAULT_ALL = ("kill-routing", "kill-feedback", "kill-notify", "broker-stop", "before-broker", "malformed",
                "idempotency", "fresh-group", "join-routing")
