@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
 
-from services.notify.rendering import AMSTERDAM, RenderedMail, build_message
+from services.notify.rendering import AMSTERDAM, RenderedMail, build_message, refuse_line_breaks
 
 _MAX_HEADER = 76
 
@@ -64,9 +64,7 @@ def message_bytes(
     date: datetime | None = None,
 ) -> OutgoingMail:
     """The message `rendering.build_message` builds, as bytes for SMTP."""
-    for value in (sender, recipient, message_id, in_reply_to or "", *references):
-        if "\r" in value or "\n" in value:
-            raise ValueError("header values may not contain line breaks")
+    refuse_line_breaks(sender, recipient, message_id, in_reply_to or "", *references)
     if not (sender.isascii() and recipient.isascii()):  # rare: let the standard library encode the addresses
         message = build_message(rendered=rendered, sender=sender, recipient=recipient, message_id=message_id,
                                 in_reply_to=in_reply_to, references=references, date=date)

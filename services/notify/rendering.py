@@ -247,6 +247,12 @@ def thread_id_for(*, signal_id: str, domain: str) -> str:
     return f"<signal-{token}@{_check_domain(domain)}>"
 
 
+def refuse_line_breaks(*values: str) -> None:
+    """Header values never carry a line break (no header injection)."""
+    if any("\r" in value or "\n" in value for value in values):
+        raise ValueError("header values may not contain line breaks")
+
+
 def build_message(
     *,
     rendered: RenderedMail,
@@ -258,9 +264,7 @@ def build_message(
     date: datetime | None = None,
 ) -> EmailMessage:
     """Assemble a multipart/alternative message (text first, then HTML) with threading headers."""
-    for value in (sender, recipient, message_id, in_reply_to or "", *references):
-        if "\r" in value or "\n" in value:
-            raise ValueError("header values may not contain line breaks")
+    refuse_line_breaks(sender, recipient, message_id, in_reply_to or "", *references)
     message = EmailMessage()
     message["Subject"] = rendered.subject
     message["From"] = sender
