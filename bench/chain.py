@@ -93,6 +93,15 @@ def _backlog(system: System) -> bool:
     return group_lag(system.broker.bootstrap, "schakel-notify", "signals.assigned") > 0
 
 
+def idle_cpu(pids: dict[str, int | None], seconds: float) -> dict[str, float | None]:
+    """CPU ms per second of each process while no signal arrives (the services' fixed cost)."""
+    time.sleep(5)  # let start-up work settle
+    before = procstat.sample(pids)
+    time.sleep(seconds)
+    return {n: None if v is None else round(1000 * v / seconds, 1)
+            for n, v in procstat.delta(before, procstat.sample(pids)).items()}
+
+
 def save_metrics(system: System, root: Path) -> dict[str, Any]:
     """Each service's /metrics after the windows, saved under root; the record loops' batch and stage figures."""
     from bench.chain_metrics import loop_figures
@@ -123,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sink", choices=("python", "postfix"), default="python",
                         help="python: bench.sink_proc (aiosmtpd, logs each arrival); postfix: smtp-sink (C), arrival"
                              " from notifications.sent")
+    parser.add_argument("--idle", type=float, default=20.0, help="seconds of CPU measured with no load (0: skip)")
     parser.add_argument("--skip-peers", action="store_true")
     parser.add_argument("--no-write", action="store_true", help="do not touch bench/results/latest.json")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -141,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         pids: dict[str, int | None] = {n: (s.proc.pid if s.proc else None) for n, s in system.services.items()}
         pids.update({"broker": broker.pid(), "SMTP sink": sink.proc.pid, "bench (orchestrator)": os.getpid()})
         figures["rss_idle"] = {n: procstat.rss_mib(p) for n, p in pids.items()}
+        if args.idle:
+            figures["idle_cpu_ms_per_s"] = idle_cpu(pids, args.idle)
+            print(f"  idle: CPU ms per second {figures['idle_cpu_ms_per_s']}", flush=True)
         figures["windows"] = run_chain(system, sink, root, args, pids)
         figures["service_metrics"] = save_metrics(system, root)
         if args.hop_records:

@@ -76,7 +76,8 @@ def results_json(figures: dict[str, Any]) -> dict[str, Any]:
         out["routing_records_per_s"] = hop["records_per_s"]
     if raw and hop and raw["records_per_s"] and hop["records_per_s"]:
         out["routing_to_raw_passthrough_ratio"] = round(hop["records_per_s"] / raw["records_per_s"], 3)
-    out["chain"] = {"sink": figures.get("sink"), "peers": figures["peers"], "hop": hop,
+    out["chain"] = {"sink": figures.get("sink"), "idle_cpu_ms_per_s": figures.get("idle_cpu_ms_per_s"),
+                    "peers": figures["peers"], "hop": hop,
                     "rss_idle_mib": figures.get("rss_idle"), "service_metrics": figures.get("service_metrics"),
                     "windows": [asdict(w) | {"cpu_ms_per_signal": w.cpu_ms_per_signal()} for w in windows]}
     return out
@@ -122,10 +123,15 @@ def print_all(figures: dict[str, Any]) -> None:
         print("\nchain: CPU ms per accepted signal (/proc/<pid>/stat over the window)")
         print_table([{"window": w.name, **w.cpu_ms_per_signal(), "4 services": services_ms(w)} for w in windows],
                     indent="  ")
+        if figures.get("idle_cpu_ms_per_s"):
+            print("\nCPU ms per second with no load (before the warm-up)")
+            print_table([figures["idle_cpu_ms_per_s"]], indent="  ")
         print("\nRSS MiB (idle after start → after each window)")
         idle = figures.get("rss_idle") or {}
         print_table([{"process": n, "idle": idle.get(n), **{w.name: w.rss_mib.get(n) for w in windows}}
                      for n in names], indent="  ")
     if figures.get("hop"):
         print("\nrouting hop alone")
-        print_table([figures["hop"]], indent="  ")
+        print_table([{k: v for k, v in figures["hop"].items() if k != "metrics"}], indent="  ")
+        for key, value in figures["hop"].get("metrics", {}).items():
+            print(f"  routing {key}: {value}")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from bench import procstat
+from bench.chain_metrics import loop_figures
 from bench.stats import rate_between
 from schakel.processes import ServiceProcess
 from shared.events import Contact, SignalReceived, Urgency, deterministic_id, encode_event, make_event
@@ -80,8 +83,11 @@ def routing_hop(bootstrap: str, routing: ServiceProcess, *, count: int, timeout_
     stamps, read_at = timestamps_after(bootstrap, ASSIGNED, start, count, timeout_s)
     cpu = procstat.cpu_seconds(pid)
     rate = rate_between(stamps)
+    metrics: dict[str, Any] = {}
+    with contextlib.suppress(httpx.HTTPError):
+        metrics = loop_figures(httpx.get(f"{routing.base_url}/metrics", timeout=10).text)
     return {"records": count, "assigned": len(stamps), "records_per_s": round(rate) if rate else None,
             "first_output_after_start_s": round(min(stamps) - started, 1) if stamps else None,
             "all_out_after_start_s": round(max(stamps) - started, 1) if stamps else None,
             "read_after_start_s": round(read_at - started, 1),
-            "routing_cpu_s_incl_startup": cpu, "routing_rss_mib": procstat.rss_mib(pid)}
+            "routing_cpu_s_incl_startup": cpu, "routing_rss_mib": procstat.rss_mib(pid), "metrics": metrics}
