@@ -37,6 +37,7 @@ from shared.metrics import HopMetrics
 
 log = structlog.get_logger(__name__)
 MAX_BATCH = 500
+LINGER_S = 0.005  # how long a batch that is not full waits once for more records (shared.faust_compat)
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ class RecordLoop:
 
     def __init__(self, app: faust.App, *, service: str, metrics: HopMetrics, dlq_topic: str,
                  tables: Mapping[str, Any] | None = None, stage: Stage | None = None,
-                 max_batch: int = MAX_BATCH) -> None:
+                 max_batch: int = MAX_BATCH, linger_s: float = LINGER_S) -> None:
         self.app = app
         self.service = service
         self.metrics = metrics
@@ -165,6 +166,7 @@ class RecordLoop:
         self.tables = dict(tables or {})
         self.stage = stage
         self.max_batch = max_batch
+        self.linger_s = linger_s
         self.processed = metrics.processed
 
     async def run(self, stream: Any, handler: Handler) -> None:
@@ -175,7 +177,7 @@ class RecordLoop:
         the middle of it (a SIGTERM during an SMTP retry), and the shutdown commit would skip it.
         """
         manual = stream.noack()
-        async for events in faust_compat.ready_batches(manual, max_records=self.max_batch):
+        async for events in faust_compat.ready_batches(manual, max_records=self.max_batch, linger_s=self.linger_s):
             await self.run_batch(manual, events, handler)
 
     async def run_batch(self, stream: Any, events: list[Any], handler: Handler) -> None:

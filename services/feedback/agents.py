@@ -20,7 +20,7 @@ from services.feedback.sla_config import SlaConfig, sla_config_for
 from shared.events import SlaCheckRequested, make_event, utcnow
 from shared.faust_compat import faust_ready
 from shared.municipality import Municipality
-from shared.record_loop import Publish, RecordLoop, produce_all
+from shared.record_loop import LINGER_S, Publish, RecordLoop, produce_all
 from shared.topics import LIFECYCLE_REQUESTS, SIGNALS_ASSIGNED, SIGNALS_LIFECYCLE_DLQ
 
 log = structlog.get_logger(__name__)
@@ -37,6 +37,7 @@ class FeedbackCore:
     partitions: int
     replies: Replies
     sweep_interval_s: float = 30.0
+    linger_s: float = LINGER_S
     calendar: DutchCalendar = field(init=False)
     sla: SlaConfig = field(init=False)
     table: TableT = field(init=False)
@@ -50,7 +51,8 @@ class FeedbackCore:
         self.decisions = FeedbackDecisions(self.municipality, self.calendar, self.sla, self.metrics,
                                            self.replies.resolve, worker_id=self.replies.worker_id)
         self.loop = RecordLoop(self.app, service="feedback", metrics=self.metrics.hop,
-                               dlq_topic=SIGNALS_LIFECYCLE_DLQ.name, tables={STATE: self.table})
+                               dlq_topic=SIGNALS_LIFECYCLE_DLQ.name, tables={STATE: self.table},
+                               linger_s=self.linger_s)
         topic = self.app.topic(
             SIGNALS_ASSIGNED.name, LIFECYCLE_REQUESTS.name, key_type=bytes, value_type=bytes,
             key_serializer="raw", value_serializer="raw",

@@ -27,7 +27,7 @@ def create_app(settings: FeedbackSettings | None = None, *, municipality: Munici
     faust_app = create_faust_app("feedback", settings, store=store)
     core = FeedbackCore(faust_app, municipality or load_municipality(settings.config), FeedbackMetrics(registry),
                         settings.topic_partitions, Replies(settings.kafka_bootstrap),
-                        sweep_interval_s=settings.sla_sweep_interval_s)
+                        sweep_interval_s=settings.sla_sweep_interval_s, linger_s=settings.batch_linger_s)
 
     @faust_app.timer(GAUGE_INTERVAL_S)
     async def refresh_gauges() -> None:

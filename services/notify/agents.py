@@ -15,7 +15,7 @@ from services.notify.mailer import Mailer, Sender
 from services.notify.metrics import CONSUMED, NotifyMetrics
 from shared.events import DigestDue, deterministic_id, make_event, utcnow
 from shared.municipality import Municipality
-from shared.record_loop import Publish, RecordLoop, produce_all
+from shared.record_loop import LINGER_S, Publish, RecordLoop, produce_all
 from shared.topics import NOTIFICATIONS_DIGEST, NOTIFICATIONS_DLQ
 
 
@@ -34,6 +34,7 @@ class NotifyCore:
     retry_base_s: float = 2.0
     retry_max_s: float = 50.0
     schedule: DigestSchedule = field(default_factory=DigestSchedule)
+    linger_s: float = LINGER_S
     sent_log: TableT = field(init=False)
     digest_pending: TableT = field(init=False)
     mailer: Mailer = field(init=False)
@@ -52,9 +53,10 @@ class NotifyCore:
         self.decisions = NotifyDecisions(self.municipality, self.metrics, self.sender_address, self.mail_domain,
                                          self.base_url)
         self.loop = RecordLoop(self.app, service="notify", metrics=self.metrics.hop, dlq_topic=NOTIFICATIONS_DLQ.name,
-                               tables=tables, stage=self.mailer)
+                               tables=tables, stage=self.mailer, linger_s=self.linger_s)
         self.digest_loop = RecordLoop(self.app, service="notify", metrics=self.metrics.hop,
-                                      dlq_topic=NOTIFICATIONS_DLQ.name, tables=tables, stage=self.mailer)
+                                      dlq_topic=NOTIFICATIONS_DLQ.name, tables=tables, stage=self.mailer,
+                                      linger_s=self.linger_s)
         topic = self.app.topic(*CONSUMED, key_type=bytes, value_type=bytes)
         self.app.agent(topic, name="notify", concurrency=1)(self._agent)
         digest_topic = self.app.topic(NOTIFICATIONS_DIGEST.name, key_type=bytes, value_type=bytes)

@@ -37,6 +37,7 @@ def create_app(settings: NotifySettings | None = None, *, municipality: Municipa
         base_url=settings.public_base_url, retry_base_s=settings.notify_retry_base_s,
         retry_max_s=settings.notify_retry_max_s,
         schedule=DigestSchedule.parse(settings.notify_digest_time, settings.notify_digest_interval_s),
+        linger_s=settings.batch_linger_s,
     )
 
     @faust_app.timer(GAUGE_INTERVAL_S)

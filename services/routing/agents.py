@@ -10,7 +10,7 @@ from services.routing.config import RoutingConfig
 from services.routing.decisions import ASSIGNMENTS, FAMILIES, SUBJECTS, RoutingDecisions
 from services.routing.metrics import FAMILY_TOPIC, RoutingMetrics
 from shared.kafka import raw_topic
-from shared.record_loop import RecordLoop
+from shared.record_loop import LINGER_S, RecordLoop
 from shared.topics import SIGNALS_ASSIGNED, SIGNALS_LIFECYCLE, SIGNALS_RECEIVED, SIGNALS_RECEIVED_DLQ
 
 
@@ -18,7 +18,8 @@ def _json_table(app: faust.App, name: str, partitions: int) -> Any:
     return app.Table(name, default=None, partitions=partitions, key_type=str, value_type=None)
 
 
-def register_agents(app: faust.App, *, config: RoutingConfig, metrics: RoutingMetrics) -> list[RecordLoop]:
+def register_agents(app: faust.App, *, config: RoutingConfig, metrics: RoutingMetrics,
+                    linger_s: float = LINGER_S) -> list[RecordLoop]:
     """Attach routing's agents and tables to the faust app; returns their record loops."""
     partitions = SIGNALS_RECEIVED.partitions
     tables = {
@@ -34,7 +35,7 @@ def register_agents(app: faust.App, *, config: RoutingConfig, metrics: RoutingMe
 
     def loop() -> RecordLoop:
         return RecordLoop(app, service="routing", metrics=metrics.hop, dlq_topic=SIGNALS_RECEIVED_DLQ.name,
-                          tables=tables)
+                          tables=tables, linger_s=linger_s)
 
     received_loop, family_loop, handoff_loop = loop(), loop(), loop()
 

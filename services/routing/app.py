@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None, *, municipality: Municipality |
     metrics = RoutingMetrics(registry)
     faust_app = create_faust_app(getattr(settings, "routing_app_name", "routing"), settings, store=store)
     config = RoutingConfig(None if municipality else settings.config, metrics, municipality=municipality)
-    loops = register_agents(faust_app, config=config, metrics=metrics)
+    loops = register_agents(faust_app, config=config, metrics=metrics, linger_s=settings.batch_linger_s)
     interval = getattr(settings, "routing_reload_interval_s", 5.0)
     if interval > 0:
         @faust_app.timer(interval)

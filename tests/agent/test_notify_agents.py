@@ -98,6 +98,7 @@ class Harness:
             sender=self.sender,  # type: ignore[arg-type]
             sender_address="Schakel <noreply@schakel.example>", mail_domain="schakel.example", partitions=1,
             base_url="https://schakel.example", schedule=DigestSchedule.parse("07:00"),
+            linger_s=0,  # faust's test context feeds one record and waits for it, never a batch
         )
         self.app.finalize()
         self.app.flow_control.resume()

@@ -62,7 +62,8 @@ class Harness:
                 self.sent.append((record.topic, (record.key or b"").decode(), decode_event(record.value)[0]))
 
         monkeypatch.setattr(record_loop, "produce_all", fake_produce_all)
-        routing_agents.register_agents(self.app, config=self.config, metrics=self.metrics)
+        # No linger: faust's test context feeds one record and waits for it, never a batch.
+        routing_agents.register_agents(self.app, config=self.config, metrics=self.metrics, linger_s=0)
         self.app.finalize()
         self.app.flow_control.resume()
         self.agents = self.app.agents
