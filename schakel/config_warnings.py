@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from services.feedback.sla_config import sla_config_for, unused_entries
-from services.routing.reachability import reachable_bodies
-from services.routing.rules import RuleBook, parse_rulebook, shadow_warnings
+from services.routing.reachability import reachable_bodies, shadow_warnings
+from services.routing.rules import RuleBook, parse_rulebook
 from shared.municipality import Municipality, duplicate_keys
 
 Warning_ = tuple[int | None, str]
@@ -46,7 +46,7 @@ def warnings_for(municipality: Municipality, *, text: str | None = None) -> list
     book = parse_rulebook(municipality)
     found: list[Warning_] = list(duplicate_keys(text)) if text is not None else []
     found += unused_entries(sla_config_for(municipality))
-    found += shadow_warnings(book, municipality)
+    found += shadow_warnings(book.rules, municipality)
     found += unrouted_bodies(book, municipality)
     found += partners_without_tokens(municipality)
     return sorted(found, key=lambda w: (w[0] is None, w[0] or 0, w[1]))

@@ -15,7 +15,8 @@ from pathlib import Path
 import structlog
 
 from services.routing.metrics import RoutingMetrics
-from services.routing.rules import RuleBook, parse_rulebook, shadow_warnings
+from services.routing.reachability import shadow_warnings
+from services.routing.rules import RuleBook, parse_rulebook
 from shared.municipality import ConfigError, Municipality, load_municipality
 
 log = structlog.get_logger(__name__)
@@ -31,7 +32,7 @@ class Loaded:
 
 def _log_warnings(loaded: Loaded) -> None:
     """Rules that an earlier rule catches completely are kept, and logged (ADR 0013)."""
-    warnings = shadow_warnings(loaded.book, loaded.municipality)
+    warnings = shadow_warnings(loaded.book.rules, loaded.municipality)
     if warnings:
         log.warning("routing_config_warnings", problems=[f"line {line or '?'}: {text}" for line, text in warnings])
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from services.routing.rules import (
+from services.routing.rule_model import (
     ALL_FLAGS,
     POSTCODE_WIJKTEAM,
     POSTCODES,
@@ -30,6 +30,8 @@ from services.routing.rules import (
 )
 from shared.municipality import Municipality
 from shared.taxonomy import CATEGORIES, PARTNER_KINDS
+
+Problem = tuple[int | None, str]
 
 Region = dict[str, frozenset[Any]]
 NONE = "<none>"
@@ -133,3 +135,24 @@ def reachable_bodies(rules: Sequence[Rule], default: Rule, municipality: Municip
             else:
                 bodies.add(target)
     return bodies
+
+
+def shadow_warnings(rules: Sequence[Rule], municipality: Municipality) -> list[Problem]:
+    """Warnings, each with its line: rules an earlier rule catches completely (they are kept, never refused)."""
+    if not municipality.raw.routing:
+        return []
+
+    def line(i: int) -> int | None:
+        return municipality.line_of("routing", "rules", i)
+
+    warnings: list[Problem] = []
+    for s in shadows(rules, municipality):
+        rule, by = rules[s.index], rules[s.by]
+        if s.dead:
+            text = (f"rule {rule.id!r} has no effect: rule {by.id!r} (line {line(s.by) or '?'}) catches every "
+                    "signal it would, also after a rejection")
+        else:
+            text = (f"rule {rule.id!r} never decides a first routing: rule {by.id!r} (line {line(s.by) or '?'}) "
+                    "catches every signal it would; it can only decide after a rejection")
+        warnings.append((line(s.index), text))
+    return warnings

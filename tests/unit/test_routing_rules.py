@@ -12,7 +12,8 @@ from structlog.testing import capture_logs
 from schakel.cli import main
 from services.routing.config import RoutingConfig
 from services.routing.metrics import RoutingMetrics
-from services.routing.rules import Facts, parse_rulebook, shadow_warnings
+from services.routing.reachability import shadow_warnings
+from services.routing.rules import Facts, parse_rulebook
 from shared.municipality import ConfigError, build_municipality, load_municipality, parse_yaml_with_lines
 from shared.settings import REPO_ROOT
 
@@ -157,7 +158,7 @@ def test_a_shadowed_rule_is_kept_and_reported_as_a_warning_with_both_lines() -> 
     book = parse_rulebook(municipality)
     first = line_of(text, "- id: school")
     assert [r.id for r in book.rules] == ["school", "klas-groep"]
-    assert shadow_warnings(book, municipality) == [(line_of(text, "- id: klas-groep"),
+    assert shadow_warnings(book.rules, municipality) == [(line_of(text, "- id: klas-groep"),
                                                     f"rule 'klas-groep' has no effect: rule 'school' (line {first}) "
                                                     "catches every signal it would, also after a rejection")]
 
