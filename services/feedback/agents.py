@@ -9,11 +9,11 @@ import faust
 import structlog
 from faust.types import TableT
 
-from services.feedback.breaches import due_emissions
 from services.feedback.calendar import DutchCalendar
 from services.feedback.deadlines import calendar_for
 from services.feedback.decisions import STATE, FeedbackDecisions
-from services.feedback.lifecycle import SignalRecord, Status
+from services.feedback.index import DueIndex, IndexedTable
+from services.feedback.lifecycle import SignalRecord
 from services.feedback.metrics import ROUTES, URGENCIES, FeedbackMetrics
 from services.feedback.replies import Replies
 from services.feedback.sla_config import SlaConfig, sla_config_for
@@ -24,7 +24,6 @@ from shared.record_loop import LINGER_S, Publish, RecordLoop, produce_all
 from shared.topics import LIFECYCLE_REQUESTS, SIGNALS_ASSIGNED, SIGNALS_LIFECYCLE_DLQ
 
 log = structlog.get_logger(__name__)
-CLOSED_STATES = frozenset({Status.CLOSED, Status.WITHDRAWN})
 
 
 @dataclass
@@ -43,6 +42,7 @@ class FeedbackCore:
     table: TableT = field(init=False)
     loop: RecordLoop = field(init=False)
     decisions: FeedbackDecisions = field(init=False)
+    index: DueIndex = field(default_factory=DueIndex)
 
     def __post_init__(self) -> None:
         self.calendar = calendar_for(self.municipality)
@@ -51,7 +51,8 @@ class FeedbackCore:
         self.decisions = FeedbackDecisions(self.municipality, self.calendar, self.sla, self.metrics,
                                            self.replies.resolve, worker_id=self.replies.worker_id)
         self.loop = RecordLoop(self.app, service="feedback", metrics=self.metrics.hop,
-                               dlq_topic=SIGNALS_LIFECYCLE_DLQ.name, tables={STATE: self.table},
+                               dlq_topic=SIGNALS_LIFECYCLE_DLQ.name,
+                               tables={STATE: IndexedTable(self.table, self.index)},
                                linger_s=self.linger_s)
         topic = self.app.topic(
             SIGNALS_ASSIGNED.name, LIFECYCLE_REQUESTS.name, key_type=bytes, value_type=bytes,
@@ -85,38 +86,38 @@ class FeedbackCore:
         """
         if not faust_ready(self.app):
             return
+        self._index_current()
         now = utcnow()
         patience = 3 * self.sweep_interval_s
         asks: list[Publish] = []
-        for raw in list(self.table.values()):
-            if not raw:
-                continue
-            record = SignalRecord.model_validate_json(raw)
-            since = self.checks_in_flight.get(record.signal_id)
+        for signal_id in self.index.due(now):
+            since = self.checks_in_flight.get(signal_id)
             if since is not None and time.monotonic() - since < patience:
                 continue
-            if not due_emissions(record, now=now):
-                continue
-            request = SlaCheckRequested(signal_id=record.signal_id, attempt=record.attempt, requested_at=now)
-            event = make_event(request, source="schakel/feedback", subject=record.signal_id)
+            request = SlaCheckRequested(signal_id=signal_id, attempt=self.index.attempt.get(signal_id, 1),
+                                        requested_at=now)
+            event = make_event(request, source="schakel/feedback", subject=signal_id)
             # Marked before the send: the agent may handle the check while this coroutine awaits the acks.
-            self.checks_in_flight[record.signal_id] = time.monotonic()
-            asks.append(Publish.event(LIFECYCLE_REQUESTS.name, key=record.signal_id, event=event))
+            self.checks_in_flight[signal_id] = time.monotonic()
+            asks.append(Publish.event(LIFECYCLE_REQUESTS.name, key=signal_id, event=event))
         await produce_all(self.app, asks)
         if asks:
             self.metrics.hop.produced.labels(topic=LIFECYCLE_REQUESTS.name).inc(len(asks))
             log.info("sla_sweep_requested_checks", signals=len(asks))
 
+    def _index_current(self) -> None:
+        """Build the index again from the table when this worker's partitions changed (and at the start)."""
+        assignment = frozenset(self.app.consumer.assignment())
+        if self.index.built_for != assignment:
+            self.index.rebuild(list(self.table.values()), assignment=assignment)
+            log.info("sla_index_built", signals=len(self.index.open), due=len(self.index.next_due))
+
     def update_open_gauge(self) -> None:
-        """Count open signals by route and urgency from the table."""
-        counts: dict[tuple[str, str], int] = {}
-        for raw in self.table.values():
-            if not raw:
-                continue
-            record = SignalRecord.model_validate_json(raw)
-            if record.status not in CLOSED_STATES:
-                slot = (record.route.value, record.urgency.value)
-                counts[slot] = counts.get(slot, 0) + 1
+        """Count open signals by route and urgency (from the index)."""
+        if not faust_ready(self.app):
+            return
+        self._index_current()
+        counts = self.index.open_counts()
         for route in ROUTES:
             for urgency in URGENCIES:
                 self.metrics.open.labels(route=route, urgency=urgency).set(counts.get((route, urgency), 0))

@@ -49,6 +49,24 @@ def due_emissions(record: SignalRecord, *, now: datetime) -> list[Emission]:
     return [emission for emission in due if emission.key not in done]
 
 
+def next_due_at(record: SignalRecord) -> datetime | None:
+    """When the record's next unpublished emission falls due (None: nothing will, the clocks are stopped or met)."""
+    if record.status in STOPPED:
+        return None
+    done = set(record.emitted)
+    interval = timedelta(seconds=record.escalation_interval_s)
+    moments: list[datetime] = []
+    for deadline in record.deadlines:
+        if deadline.clock in record.met:
+            continue
+        prefix = f"a{record.attempt}:{deadline.clock}"
+        if f"{prefix}:warning" not in done:
+            moments.append(deadline.warn_at)
+        moments += [deadline.due_at + (index - 1) * interval
+                    for index, step in enumerate(ESCALATION_LADDER, start=1) if f"{prefix}:breach:{step}" not in done]
+    return min(moments, default=None)
+
+
 def emission_event_id(record: SignalRecord, emission: Emission) -> str:
     """The same event id for the same signal, attempt, clock and step, whenever it is published."""
     return deterministic_id("sla", record.signal_id, emission.key)
