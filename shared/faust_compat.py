@@ -288,6 +288,19 @@ def installed() -> bool:
 
 # -- reading faust's state -------------------------------------------------------------------------------
 
+def is_current(app: Any, event: Any) -> bool:
+    """Whether an event still belongs to this worker: read in the current consumer generation, no rebalance on.
+
+    faust does not stop an agent when the group rebalances; a batch read before it would otherwise be carried
+    out while the partition's new owner handles the same records from the committed offset.
+    """
+    if getattr(app, "rebalancing", False):
+        return False
+    generation = getattr(event.message, "generation_id", None)
+    current = getattr(app, "consumer_generation_id", None)
+    return generation is None or current is None or generation == current
+
+
 @contextmanager
 def as_current_event(event: Any) -> Iterator[None]:
     """Make `event` faust's current event (tables write their changelog to its partition)."""

@@ -5,9 +5,12 @@ records to publish, the table writes, and what to do once the batch is done (cou
 HTTP request). The loop takes what is ready (up to `max_batch`), decides record by record — each handler
 sees the table writes of the records before it in the batch — then carries the batch out:
 
+  0. records read before a rebalance that is now under way or done are dropped, not acked: the partition's
+     owner reads them again from the committed offset (faust does not stop an agent at a rebalance),
   1. an optional stage (notify: the e-mails, in parallel) that turns decisions into more effects,
   2. every publish of the batch sent without awaiting each one, then all awaited together,
-  3. the table writes (after the records they describe were acknowledged by the broker),
+  3. the table writes (after the records they describe were acknowledged by the broker), for the records that
+     still belong to this worker (a rebalance may have come meanwhile),
   4. the answers (`answers`: records for requests another worker waits on), once the tables show them,
   5. the acks, and then the `after` callbacks.
 
@@ -223,10 +226,18 @@ class RecordLoop:
             # The record parsed but its values break a downstream contract: bad data, not a bug.
             return self.dead_letter(message, "unprocessable_record")
 
+    def _still_ours(self, planned: Planned) -> Planned:
+        kept = [(event, effects) for event, effects in planned if faust_compat.is_current(self.app, event)]
+        if len(kept) < len(planned):
+            log.info("records_left_to_their_new_owner", records=len(planned) - len(kept))
+        return kept
+
     async def _carry_out(self, planned: Planned) -> None:
+        planned[:] = self._still_ours(planned)
         if self.stage is not None and any(effects.work for _, effects in planned):
             await self.stage(planned)
         await produce_all(self.app, [record for _, effects in planned for record in effects.publish])
+        planned[:] = self._still_ours(planned)
         for event, effects in planned:
             if effects.writes:
                 with faust_compat.as_current_event(event):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import faust
@@ -14,6 +15,7 @@ from services.notify.digest import DigestSchedule, PendingEntry
 from services.notify.mailer import Mailer, Sender
 from services.notify.metrics import CONSUMED, NotifyMetrics
 from shared.events import DigestDue, deterministic_id, make_event, utcnow
+from shared.faust_compat import is_current
 from shared.municipality import Municipality
 from shared.record_loop import LINGER_S, Publish, RecordLoop, produce_all
 from shared.topics import NOTIFICATIONS_DIGEST, NOTIFICATIONS_DLQ
@@ -49,7 +51,7 @@ class NotifyCore:
                                              key_type=bytes, value_type=bytes)
         tables = {SENT_LOG: self.sent_log, DIGEST_PENDING: self.digest_pending}
         self.mailer = Mailer(self.sender, self.metrics, self.sent_log, retry_base_s=self.retry_base_s,
-                             retry_max_s=self.retry_max_s)
+                             retry_max_s=self.retry_max_s, still_ours=partial(is_current, self.app))
         self.decisions = NotifyDecisions(self.municipality, self.metrics, self.sender_address, self.mail_domain,
                                          self.base_url)
         self.loop = RecordLoop(self.app, service="notify", metrics=self.metrics.hop, dlq_topic=NOTIFICATIONS_DLQ.name,

@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from services.notify.decisions import MailJob, log
 from services.notify.metrics import NotifyMetrics
 from services.notify.mime import OutgoingMail
-from services.notify.smtp import PermanentSmtpError, RetryCallback, TransientSmtpError
+from services.notify.smtp import NotWanted, PermanentSmtpError, RetryCallback, TransientSmtpError
 from shared.events import utcnow
 from shared.faust_compat import as_current_event
 from shared.record_loop import Effects, Planned
@@ -29,7 +30,8 @@ class Sender(Protocol):
     """What the mailer needs of SMTP (services.notify.smtp.SmtpPool, or a fake in tests)."""
 
     async def send_with_retry(self, message: OutgoingMail, *, max_attempts: int, base_delay: float,
-                              max_delay: float, on_retry: RetryCallback | None) -> int: ...
+                              max_delay: float, on_retry: RetryCallback | None,
+                              still_wanted: Callable[[], bool] | None = None) -> int: ...
 
 
 @dataclass
@@ -42,6 +44,7 @@ class Mailer:
     retry_base_s: float = 2.0
     retry_max_s: float = 50.0
     waiting_since: dict[int, float] = field(default_factory=dict)
+    still_ours: Callable[[Any], bool] = lambda event: True
 
     async def __call__(self, planned: Planned) -> None:
         jobs: list[tuple[Any, Effects, MailJob]] = []
@@ -54,12 +57,16 @@ class Mailer:
         await asyncio.gather(*(self._send(event, effects, job) for event, effects, job in jobs))
 
     async def _send(self, event: Any, effects: Effects, job: MailJob) -> None:
+        if not self.still_ours(event):
+            return  # a rebalance came: the partition's owner reads the record again and mails it
         message = job.build()
         try:
-            attempts = await self._deliver(message, job)
+            attempts = await self._deliver(message, job, still_wanted=lambda: self.still_ours(event))
         except PermanentSmtpError as exc:
             effects.add(job.on_refused(exc))
             return
+        except NotWanted:
+            return  # a rebalance came while it waited for the connection
         at = utcnow()
         if job.sent_log_key is not None:
             with as_current_event(event):
@@ -67,7 +74,7 @@ class Mailer:
                     {"status": "sent", "attempts": attempts, "at": at.isoformat()}).encode()
         effects.add(job.on_sent(attempts, at))
 
-    async def _deliver(self, message: OutgoingMail, job: MailJob) -> int:
+    async def _deliver(self, message: OutgoingMail, job: MailJob, *, still_wanted: Callable[[], bool]) -> int:
         async def on_retry(attempt: int, error: TransientSmtpError, delay: float) -> None:
             self.metrics.emails.labels(template=job.kind, outcome="retried").inc()
             log.warning("email_retry", template=job.kind, attempt=attempt, error=type(error).__name__,
@@ -79,7 +86,7 @@ class Mailer:
         try:
             attempts = await self.sender.send_with_retry(
                 message, max_attempts=UNLIMITED_ATTEMPTS, base_delay=self.retry_base_s, max_delay=self.retry_max_s,
-                on_retry=on_retry,
+                on_retry=on_retry, still_wanted=still_wanted,
             )
         finally:
             self.waiting_since.pop(token, None)

@@ -32,6 +32,10 @@ class PermanentSmtpError(SmtpError):
         self.reason = reason
 
 
+class NotWanted(SmtpError):
+    """The mail was no longer wanted when a connection came free (a rebalance moved its record elsewhere)."""
+
+
 RetryCallback = Callable[[int, TransientSmtpError, float], Awaitable[None] | None]
 
 
@@ -170,10 +174,16 @@ class SmtpSender:
         max_delay: float = 30.0,
         on_retry: RetryCallback | None = None,
         min_jitter: float = 0.85,
+        still_wanted: Callable[[], bool] | None = None,
     ) -> int:
-        """Send, retrying transient failures with capped exponential backoff and jitter; return attempts."""
+        """Send, retrying transient failures with capped exponential backoff and jitter; return attempts.
+
+        `still_wanted` is asked before the first attempt: NotWanted if the mail is no longer wanted.
+        """
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if still_wanted is not None and not still_wanted():
+            raise NotWanted(message.message_id if isinstance(message, OutgoingMail) else "")
         for attempt in range(1, max_attempts + 1):
             try:
                 await self.send(message)
@@ -221,11 +231,17 @@ class SmtpPool:
         """Connections opened so far, over every sender."""
         return sum(sender.connections_opened for sender in self.senders)
 
-    async def send_with_retry(self, message: EmailMessage | OutgoingMail, **retry: Any) -> int:
-        """Send on a free connection (see SmtpSender.send_with_retry); return the attempts it took."""
+    async def send_with_retry(self, message: EmailMessage | OutgoingMail, *,
+                              still_wanted: Callable[[], bool] | None = None, **retry: Any) -> int:
+        """Send on a free connection (see SmtpSender.send_with_retry); return the attempts it took.
+
+        `still_wanted` is asked once a connection is free, right before the mail goes out: NotWanted if not.
+        """
         free = self._queue()
         sender = await free.get()
         try:
+            if still_wanted is not None and not still_wanted():
+                raise NotWanted(message.message_id if isinstance(message, OutgoingMail) else "")
             return await sender.send_with_retry(message, **retry)
         finally:
             free.put_nowait(sender)
