@@ -151,6 +151,7 @@ async def perform_seek(self: Any) -> None:
 async def on_partitions_revoked(self: Any, revoked: set[TP]) -> None:
     """faust's `Consumer.on_partitions_revoked`; revoked partitions are no longer expected to continue."""
     continuity_of(self).forget([(tp.topic, tp.partition) for tp in revoked])
+    self.app._schakel_revoked_generation = self.app.consumer_generation_id  # its records are no longer ours
     await _original_on_partitions_revoked(self, revoked)
 
 
@@ -289,16 +290,21 @@ def installed() -> bool:
 # -- reading faust's state -------------------------------------------------------------------------------
 
 def is_current(app: Any, event: Any) -> bool:
-    """Whether an event still belongs to this worker: read in the current consumer generation, no rebalance on.
+    """Whether an event still belongs to this worker: read in the current consumer generation, not a revoked one.
 
     faust does not stop an agent when the group rebalances; a batch read before it would otherwise be carried
-    out while the partition's new owner handles the same records from the committed offset.
+    out while the partition's new owner handles the same records from the committed offset. Records of the
+    new generation (read after the seek to the committed offset) are current even while faust still calls
+    the app `rebalancing` (until recovery ends): dropping those would drop them for good, as nothing seeks
+    back to them.
     """
-    if getattr(app, "rebalancing", False):
-        return False
     generation = getattr(event.message, "generation_id", None)
+    if generation is None:
+        return True
+    if generation == getattr(app, "_schakel_revoked_generation", None):
+        return False
     current = getattr(app, "consumer_generation_id", None)
-    return generation is None or current is None or generation == current
+    return current is None or generation == current
 
 
 @contextmanager

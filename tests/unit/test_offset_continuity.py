@@ -142,3 +142,14 @@ def test_keep_continuous_drops_a_jump_seeks_back_and_counts_it_while_changelogs_
     again = asyncio.run(faust_compat.keep_continuous(consumer, {ours: records(ours.topic, [60, 61])}))
     assert [r.offset for r in again[ours]] == [60, 61]  # the broker answered the same: a real hole
     assert consumer._gap[ours].overlaps(58, 60)
+
+
+def test_records_of_a_revoked_generation_are_not_ours_and_those_of_the_new_one_are() -> None:
+    app = SimpleNamespace(consumer_generation_id=7, rebalancing=True)
+    old, new = SimpleNamespace(message=SimpleNamespace(generation_id=7)), SimpleNamespace(
+        message=SimpleNamespace(generation_id=8))
+    assert faust_compat.is_current(app, old)  # no revocation yet
+    app._schakel_revoked_generation = 7  # the group is rebalancing: generation 7 was revoked
+    assert not faust_compat.is_current(app, old)
+    app.consumer_generation_id = 8  # assigned again; faust still says "rebalancing" until recovery ends
+    assert faust_compat.is_current(app, new) and not faust_compat.is_current(app, old)
