@@ -12,7 +12,7 @@ from faust.types import TableT
 from services.feedback.calendar import DutchCalendar
 from services.feedback.deadlines import calendar_for
 from services.feedback.decisions import STATE, FeedbackDecisions
-from services.feedback.index import DueIndex, IndexedTable
+from services.feedback.index import DueIndex
 from services.feedback.lifecycle import SignalRecord
 from services.feedback.metrics import ROUTES, URGENCIES, FeedbackMetrics
 from services.feedback.replies import Replies
@@ -49,10 +49,11 @@ class FeedbackCore:
         self.sla = sla_config_for(self.municipality)
         self.table = self.app.Table(STATE, default=None, partitions=self.partitions, key_type=bytes, value_type=bytes)
         self.decisions = FeedbackDecisions(self.municipality, self.calendar, self.sla, self.metrics,
-                                           self.replies.resolve, worker_id=self.replies.worker_id)
+                                           self.replies.resolve, worker_id=self.replies.worker_id,
+                                           written=self.index.update)
         self.loop = RecordLoop(self.app, service="feedback", metrics=self.metrics.hop,
                                dlq_topic=SIGNALS_LIFECYCLE_DLQ.name,
-                               tables={STATE: IndexedTable(self.table, self.index)},
+                               tables={STATE: self.table},
                                linger_s=self.linger_s)
         topic = self.app.topic(
             SIGNALS_ASSIGNED.name, LIFECYCLE_REQUESTS.name, key_type=bytes, value_type=bytes,

@@ -82,6 +82,7 @@ class FeedbackDecisions:
     metrics: FeedbackMetrics
     resolve: Resolve
     worker_id: str = ""
+    written: Callable[[SignalRecord], None] = lambda record: None  # told of every record stored, after the batch
     checks_in_flight: dict[str, float] = field(default_factory=dict)
 
     def handle(self, record: Incoming, view: TableView) -> Effects:
@@ -121,8 +122,8 @@ class FeedbackDecisions:
             log.info("signal_lifecycle_started", signal_id=record.signal_id, body=record.body_id)
 
         event_id = deterministic_id("lifecycle", record.signal_id, "assigned", str(record.attempt))
-        return Effects(publish=[lifecycle_publish(event, event_id=event_id)], writes=[write_record(record)],
-                       after=[counted])
+        return Effects(publish=[lifecycle_publish(event, event_id=event_id)], after=[counted]).add(
+            self._store(record))
 
     def _on_request(self, request: LifecycleRequested, view: TableView) -> Effects:
         record = read_record(view, request.signal_id)
@@ -148,7 +149,7 @@ class FeedbackDecisions:
                      status=updated.status.value)
 
         changed = lifecycle_publish(event, event_id=deterministic_id("lifecycle", request.request_id))
-        effects = Effects(publish=[changed], writes=[write_record(updated)], after=[done])
+        effects = Effects(publish=[changed], after=[done]).add(self._store(updated))
         return effects.add(self._answer(request.request_id, request.reply_to, request.signal_id,
                                         Answer(updated, updated)))
 
@@ -188,9 +189,12 @@ class FeedbackDecisions:
                                event_id=emission_event_id(record, emission))
             effects.publish.append(Publish.event(topic, key=record.signal_id, event=cloud))
             effects.after.append(self._counter(record, emission, now))
-        effects.writes.append(write_record(record.model_copy(
+        return effects.add(self._store(record.model_copy(
             update={"emitted": [*record.emitted, *(e.key for e in emissions)]})))
-        return effects
+
+    def _store(self, record: SignalRecord) -> Effects:
+        """Store a record in the lifecycle table, and tell `written` once the batch is done."""
+        return Effects(writes=[write_record(record)], after=[lambda: self.written(record)])
 
     def _counter(self, record: SignalRecord, emission: Emission, now: datetime) -> Callable[[], None]:
         def counted() -> None:

@@ -2,14 +2,15 @@
 
 The SLA sweep used to parse every record of the table every sweep, and the gauge every ten seconds: with ten
 thousand signals that is half a second of a blocked event loop each time (the p99 of every request then).
-The index holds, per signal, when its next warning or breach falls due and whether it is open; every write
-of the table passes through it, and it is built again from the table when the worker's partitions change.
+The index holds, per signal, when its next warning or breach falls due and whether it is open; the handler
+tells it of every record it stores (services.feedback.decisions, `written`), and it is built again from the
+table when the worker's partitions change.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -58,33 +59,3 @@ class DueIndex:
     def open_counts(self) -> Counter[tuple[str, str]]:
         """Open signals by (route, urgency)."""
         return Counter(self.open.values())
-
-
-class IndexedTable(MutableMapping[bytes, Any]):
-    """The lifecycle table as the record loop writes it: every write also updates the index."""
-
-    def __init__(self, table: Any, index: DueIndex) -> None:
-        self.table = table
-        self.index = index
-
-    def __getitem__(self, key: bytes) -> Any:
-        return self.table[key]
-
-    def get(self, key: bytes, default: Any = None) -> Any:  # type: ignore[override]
-        """The stored value, or `default`."""
-        return self.table.get(key, default)
-
-    def __setitem__(self, key: bytes, value: Any) -> None:
-        self.table[key] = value
-        self.index.update(SignalRecord.model_validate_json(value))
-
-    def __delitem__(self, key: bytes) -> None:
-        del self.table[key]
-        for part in (self.index.next_due, self.index.attempt, self.index.open):
-            part.pop(key.decode(), None)
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self.table)
-
-    def __len__(self) -> int:
-        return len(self.table)

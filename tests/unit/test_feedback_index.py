@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from services.feedback.breaches import due_emissions, next_due_at
-from services.feedback.decisions import STATE
-from services.feedback.index import DueIndex, IndexedTable
+from services.feedback.index import DueIndex
 from services.feedback.lifecycle import SignalRecord, Status
 from shared.events import LifecycleChange, utcnow
+from shared.record_loop import Effects
 from tests.unit.test_feedback_decisions import SIGNAL_ID, Feedback, assigned, requested
 
 MICROSECOND = timedelta(microseconds=1)
@@ -47,20 +47,25 @@ def test_a_met_or_stopped_clock_has_nothing_due() -> None:
     assert next_due_at(record.model_copy(update={"met": met})) is None
 
 
-def test_writes_through_the_indexed_table_keep_due_and_open_signals_current() -> None:
+def carry_out(feedback: Feedback, effects: Effects, table: dict[bytes, bytes]) -> None:
+    """What the record loop does with the effects: the writes, then the after-callbacks."""
+    for write in effects.writes:
+        table[write.key] = write.value
+    for callback in effects.after:
+        callback()
+
+
+def test_every_record_the_handler_stores_keeps_due_and_open_signals_current() -> None:
     feedback = Feedback()
     index = DueIndex()
+    feedback.decisions.written = index.update
     table: dict[bytes, bytes] = {}
-    feedback.tables[STATE] = IndexedTable(table, index)  # type: ignore[assignment]
-    effects = feedback.handle(assigned(at=utcnow() - timedelta(days=30)))
-    for write in effects.writes:
-        feedback.tables[write.table][write.key] = write.value
+    carry_out(feedback, feedback.handle(assigned(at=utcnow() - timedelta(days=30))), table)
     assert index.due(utcnow()) == [SIGNAL_ID]
     assert sum(index.open_counts().values()) == 1
     rebuilt = DueIndex()
     rebuilt.rebuild(table.values(), assignment=frozenset({"p0"}))
     assert rebuilt.next_due == index.next_due and rebuilt.open == index.open and rebuilt.built_for == {"p0"}
-    effects = feedback.handle(requested("r-ack", LifecycleChange.ACKNOWLEDGED, partner="obs-de-linde"))
-    for write in effects.writes:
-        feedback.tables[write.table][write.key] = write.value
+    carry_out(feedback, feedback.handle(requested("r-ack", LifecycleChange.ACKNOWLEDGED, partner="obs-de-linde")),
+              table)
     assert feedback.stored().status is Status.ACKNOWLEDGED
