@@ -317,13 +317,12 @@ def as_current_event(event: Any) -> Iterator[None]:
         _current_event.reset(token)
 
 
-async def ready_batches(stream: Any, *, max_records: int, linger_s: float = 0.0) -> AsyncIterator[list[Any]]:
-    """Batches of events without acking: waits for one, then takes what is queued, up to a bound.
+async def ready_batches(manual: Any, *, max_records: int, linger_s: float = 0.0) -> AsyncIterator[list[Any]]:
+    """Batches of events of a stream without acks (`stream.noack()`): waits for one, then takes what is queued.
 
     With `linger_s`, a batch that is not full after the first take waits that long once and takes again: a few
     milliseconds per hop buy one produce request for several records instead of one each.
     """
-    manual = stream.noack()
     events = manual.events().__aiter__()
     queue = manual.channel.queue
     app = manual.app

@@ -8,8 +8,6 @@ from pathlib import Path
 import faust
 
 from shared import faust_compat
-from shared.events import CloudEvent, encode_event
-from shared.metrics import HopMetrics
 from shared.settings import Settings
 
 
@@ -60,9 +58,3 @@ async def send_and_wait(
     """Produce one record and wait for the broker's acknowledgement."""
     producer = await app.maybe_start_producer()
     await producer.send_and_wait(topic, key, value, partition=None, timestamp=None, headers=headers)
-
-
-async def publish(app: faust.App, metrics: HopMetrics, *, topic: str, key: str, event: CloudEvent) -> None:
-    """Send an event, wait for the ack, count it."""
-    await send_and_wait(app, topic=topic, key=key.encode(), value=encode_event(event))
-    metrics.produced.labels(topic=topic).inc()

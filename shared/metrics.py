@@ -8,9 +8,11 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from shared.offset_continuity import GapOutcome
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 # Business durations (time to acknowledge, to feedback, to close): minutes to months.
-GAP_OUTCOMES = ("sought_back", "accepted_hole")  # shared.offset_continuity.GapOutcome
+GAP_OUTCOMES = tuple(outcome.value for outcome in GapOutcome)
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500)
 DAY = 86400.0
 LIFECYCLE_BUCKETS = (60.0, 600.0, 3600.0, 4 * 3600.0, DAY, 2 * DAY, 5 * DAY, 10 * DAY, 20 * DAY, 40 * DAY, 90 * DAY)

@@ -236,16 +236,18 @@ class RecordLoop:
         planned[:] = self._still_ours(planned)
         if self.stage is not None and any(effects.work for _, effects in planned):
             await self.stage(planned)
-        await produce_all(self.app, [record for _, effects in planned for record in effects.publish])
+        await self._produce([record for _, effects in planned for record in effects.publish])
         planned[:] = self._still_ours(planned)
         for event, effects in planned:
             if effects.writes:
                 with faust_compat.as_current_event(event):
                     for write in effects.writes:
                         self.tables[write.table][write.key] = write.value
-        answers = [record for _, effects in planned for record in effects.answers]
-        await produce_all(self.app, answers)
-        for record in [r for _, effects in planned for r in effects.publish] + answers:
+        await self._produce([record for _, effects in planned for record in effects.answers])
+
+    async def _produce(self, records: list[Publish]) -> None:
+        await produce_all(self.app, records)
+        for record in records:
             self.metrics.produced.labels(topic=record.topic).inc()
 
     def dead_letter(self, message: Any, code: str) -> Effects:

@@ -38,7 +38,6 @@ from shared.events import (
     SignalAssigned,
     deterministic_id,
     make_event,
-    utcnow,
 )
 from shared.municipality import Municipality
 from shared.record_loop import Effects, Incoming, Publish, TableView, TableWrite
@@ -246,8 +245,3 @@ class NotifyDecisions:
             return effects
 
         return Effects(work=[MailJob(message_id, "digest", data.due_at, build, on_sent, on_refused)])
-
-
-def now() -> datetime:
-    """The time a mail counts as sent."""
-    return utcnow()

@@ -57,8 +57,6 @@ class Mailer:
         await asyncio.gather(*(self._send(event, effects, job) for event, effects, job in jobs))
 
     async def _send(self, event: Any, effects: Effects, job: MailJob) -> None:
-        if not self.still_ours(event):
-            return  # a rebalance came: the partition's owner reads the record again and mails it
         message = job.build()
         try:
             attempts = await self._deliver(message, job, still_wanted=lambda: self.still_ours(event))
@@ -66,7 +64,7 @@ class Mailer:
             effects.add(job.on_refused(exc))
             return
         except NotWanted:
-            return  # a rebalance came while it waited for the connection
+            return  # a rebalance came: the partition's owner reads the record again and mails it
         at = utcnow()
         if job.sent_log_key is not None:
             with as_current_event(event):
