@@ -21,9 +21,10 @@ from typing import Any
 import httpx
 
 from bench import peers, procstat
-from bench.chain_report import print_all, results_json, write_results
+from bench.chain_report import print_all, results_json
 from bench.chain_run import Arrivals, ExternalSink, SentTail, Tail, Window, both_of, measure
 from bench.driver import Load, PostfixSink, Sink
+from bench.results import write_results
 from bench.routing_hop import routing_hop
 from bench.stack import BENCH_ENV, start_broker
 from schakel.kafka_broker import free_port

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from dataclasses import asdict
@@ -14,7 +13,6 @@ from bench.chain_run import STAGES, Window
 from bench.report import print_table
 from shared.settings import REPO_ROOT
 
-RESULTS = REPO_ROOT / "bench" / "results" / "latest.json"
 SERVICES = ("intake", "routing", "feedback", "notify")
 
 
@@ -81,15 +79,6 @@ def results_json(figures: dict[str, Any]) -> dict[str, Any]:
                     "rss_idle_mib": figures.get("rss_idle"), "service_metrics": figures.get("service_metrics"),
                     "windows": [asdict(w) | {"cpu_ms_per_signal": w.cpu_ms_per_signal()} for w in windows]}
     return out
-
-
-def write_results(figures: dict[str, Any], path: Path = RESULTS) -> Path:
-    """Merge into the results file: keys computed here replace theirs, every other key stays."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    current = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    current.update(figures)
-    path.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return path
 
 
 def peer_row(peer: dict[str, Any]) -> dict[str, Any]:

@@ -332,51 +332,24 @@ def idempotency() -> Result:
 
 # -- #10 a second worker joins mid-stream ------------------------------------------------------------------------
 
-def join_worker(service: str, *, n: int, at: float = 0.5, clients: int = 2) -> Result:
-    """Start a second worker of a service (own port and state directory) when its output reaches `at`."""
-    result = Result(f"#10 a second {service} worker joins at {at:.0%}")
-    run = f"j{service[:2]}{int(time.time()) % 100000}"
-    with bench_system() as bench:
-        submitter, feeder = start_feed(bench, run=run, n=n, clients=clients)
-        output_then = wait_for_output(bench, HOP_OF[service], at * expected_output(service, n))
-        joined_at = time.time()
-        second = bench.add_worker(service)
-        ready_after = round(time.time() - joined_at, 2)
-        feeder.join()
-        collected = settled(bench.broker.bootstrap, bench.system.sink, run=run,
-                            signal_ids=submitter.result.signal_ids, timeout_s=300, arrival=bench.arrival)
-        hop = collected.hops[OUTPUT_HOP[service]]
-        result.figures.update({
-            "signals": n, "accepted (202)": submitter.result.accepted, "http": dict(submitter.result.statuses),
-            "output when the second worker started": output_then, "second worker ready after s": ready_after,
-            "next output after the join s": first_after(hop.times, joined_at),
-            "records handled by the second worker": second.log_path.read_text(errors="replace").count(
-                '"signal_routed"' if service == "routing" else '"email_sent"'),
-            "tracebacks": tracebacks(bench),
-        })
-        collected_checks(result, collected)
-        crash_checks(result, bench)
-        result.checks["every service alive"] = all(s.alive() for s in bench.system.services.values())
-    return result
-
-
 HANDLED_LINE = {"routing": '"signal_routed"', "feedback": '"signal_lifecycle_started"', "notify": '"email_sent"'}
 STREAM_SERVICES = ("routing", "feedback", "notify")
 
 
-def scale_change(service: str, *, n: int, change: str, at: float = 0.5, clients: int = 4) -> Result:
-    """Two workers of every stream service; at `at` of the service's output a second one joins or one leaves.
+def scale_change(service: str, *, n: int, change: str, at: float = 0.5, clients: int = 4,
+                 others: int = 2) -> Result:
+    """`others` workers of every other stream service; at `at` of the service's output one joins or one leaves.
 
     `change`: "join" (the service starts with one worker and a second joins), "leave" (one of two stops with
     SIGTERM) or "leave-kill" (kill -9). The leaving worker is not started again.
     """
     how = {"join": "a second worker joins", "leave": "one of two leaves (SIGTERM)",
            "leave-kill": "one of two is killed (kill -9)"}[change]
-    result = Result(f"#10 {service}: {how} at {at:.0%}, two workers of every other stream service")
+    result = Result(f"#10 {service}: {how} at {at:.0%}, {others} worker(s) of every other stream service")
     run = f"s{service[:2]}{change[-4:]}{int(time.time()) % 100000}"
     with bench_system() as bench:
         for other in STREAM_SERVICES:
-            if other != service or change != "join":
+            if (other == service and change != "join") or (other != service and others > 1):
                 bench.add_worker(other)
         submitter, feeder = start_feed(bench, run=run, n=n, clients=clients)
         output_then = wait_for_output(bench, HOP_OF[service], at * expected_output(service, n))
@@ -396,14 +369,14 @@ def scale_change(service: str, *, n: int, change: str, at: float = 0.5, clients:
             times = sorted(t for ts in bench.arrival.values() for t in ts)
         after = [t for t in times if t > changed_at]
         gaps = [b - a for a, b in zip([changed_at, *after], after, strict=False)]
-        others = [s for name, s in bench.system.services.items() if name != service and name.startswith(service)]
+        staying = [s for name, s in bench.system.services.items() if name != service and name.startswith(service)]
         result.figures.update({
             "signals": n, "accepted (202)": submitter.result.accepted, "http": dict(submitter.result.statuses),
             "output when the change came": output_then, "change took s": round(done_at - changed_at, 2),
             "next output after the change s": first_after(times, changed_at),
             "longest pause in the output after the change s": round(max(gaps), 2) if gaps else None,
             "records handled by the joining worker" if change == "join" else "records handled by the one that stays":
-                (changed if change == "join" else others[0]).log_path.read_text(errors="replace").count(
+                (changed if change == "join" else staying[0]).log_path.read_text(errors="replace").count(
                     HANDLED_LINE[service]),
             "tracebacks": tracebacks(bench),
         })
@@ -462,8 +435,8 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace], Result]] = {
     "malformed": lambda a: malformed(n=a.signals),
     "idempotency": lambda a: idempotency(),
     "fresh-group": lambda a: fresh_groups(),
-    "join-routing": lambda a: join_worker("routing", n=a.signals),
-    "join-notify": lambda a: join_worker("notify", n=a.signals),
+    "join-routing": lambda a: scale_change("routing", n=a.signals, change="join", others=1),
+    "join-notify": lambda a: scale_change("notify", n=a.signals, change="join", others=1),
     **{f"scale-{change}-{service}": _scale_scenario(service, change)
        for service in STREAM_SERVICES for change in ("join", "leave", "leave-kill")},
 }

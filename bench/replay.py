@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import json
 import os
 import platform
 import pstats
@@ -28,6 +27,7 @@ from typing import Any
 import yaml
 from kafka import KafkaProducer
 
+from bench.results import RESULTS, write_results
 from bench.stack import start_broker
 from schakel.replay_cli import replay_topic
 from shared.events import Contact, SignalReceived, Urgency, deterministic_id, encode_event, make_event
@@ -38,7 +38,6 @@ from shared.taxonomy import CATEGORIES
 from shared.topics import SIGNALS_RECEIVED
 
 EXAMPLE = REPO_ROOT / "examples" / "gemeente-voorbeeld.yaml"
-RESULTS = REPO_ROOT / "bench" / "results" / "latest.json"
 SECRET = "bench-pseudonym-secret"
 SCHOOL_CATEGORIES = ["ONT", "KLAS", "CONC", "VERZ", "EMO", "PEST", "HULP", "SOC", "GEZ", "THUIS", "HGKM"]
 BY_KIND: dict[str, tuple[list[str], list[int]]] = {
@@ -125,14 +124,6 @@ def write_history(bootstrap: str, count: int) -> dict[str, int]:
     return written
 
 
-def merge_result(figures: dict[str, Any], path: Path = RESULTS) -> None:
-    """Merge figures into the results file, keeping every other key."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    current = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    current.update(figures)
-    path.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
 def replay_once(bootstrap: str, *, old: Municipality, new: Municipality, profile: bool) -> Any:
     """One replay (optionally under cProfile, printing the top of the profile)."""
     if not profile:
@@ -171,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {old_body} -> {new_body} ({rule}): {n}")
     if not args.no_write and not args.profile:
         key = f"replay_{args.signals // 1000}k_s"
-        merge_result({key: round(timed.seconds, 1), f"replay_{args.signals // 1000}k_signals_per_s": round(rate)})
+        write_results({key: round(timed.seconds, 1), f"replay_{args.signals // 1000}k_signals_per_s": round(rate)})
         print(f"{key} = {timed.seconds:.1f} written to {RESULTS}")
     return 0
 

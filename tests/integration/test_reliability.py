@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bench.collector import Collected, end_total, settled
-from bench.faults import first_after
+from bench.faults import HANDLED_LINE, first_after
 from bench.load import Submitter
 from bench.report import print_table
 from bench.stack import BENCH_ENV
@@ -80,7 +80,6 @@ def test_kill_9_of_routing_and_notify_mid_stream_loses_nothing_and_duplicates_no
 # Reliability #10: a second worker joins, or one of two leaves (SIGTERM, kill -9), while records flow.
 SCALE_CASES = [(service, change) for service in ("routing", "feedback", "notify")
                for change in ("join", "leave-term", "leave-kill")]
-HANDLED_LINE = {"routing": '"signal_routed"', "feedback": '"signal_lifecycle_started"', "notify": '"email_sent"'}
 
 
 @pytest.mark.parametrize(("service", "change"), SCALE_CASES, ids=[f"{s}-{c}" for s, c in SCALE_CASES])
