@@ -14,13 +14,11 @@ from services.routing.config import RoutingConfig
 from services.routing.metrics import RoutingMetrics
 from shared import record_loop
 from shared.events import (
-    Contact,
     LifecycleChange,
     SignalAssigned,
     SignalLifecycleChanged,
     SignalReceived,
     SignalsMatched,
-    Urgency,
     decode_event,
     deterministic_id,
     encode_event,
@@ -30,6 +28,7 @@ from shared.kafka import create_faust_app
 from shared.municipality import load_municipality
 from shared.record_loop import Publish
 from shared.settings import REPO_ROOT, Settings
+from tests.factories import received_signal
 
 EXAMPLE = REPO_ROOT / "examples" / "gemeente-voorbeeld.yaml"
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -38,13 +37,8 @@ T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 def received(n: int, *, partner: str, kind: str, category: str, subject: str = "sk_child", family: str | None = None,
              school: str | None = None, postcode: str | None = None, flags: list[str] | None = None,
              at: datetime = T0) -> SignalReceived:
-    sid = deterministic_id("test-signal", str(n))
-    return SignalReceived(
-        signal_id=sid, reference=f"SK-2026-{n:08d}", partner_id=partner, partner_kind=kind, category=category,
-        urgency=Urgency.U2, subject_key=subject, family_key=family, school_brin=school, postcode_area=postcode,
-        flags=flags or [], received_at=at, reporter=Contact(name="Melder", email="melder@school.example"),
-        legal_basis="meldrecht",
-    )
+    return received_signal(n, namespace="test-signal", partner=partner, kind=kind, category=category,
+                           subject=subject, family=family, school=school, postcode=postcode, flags=flags, at=at)
 
 
 class Harness:

@@ -23,7 +23,6 @@ from shared.events import (
     SignalReceived,
     Urgency,
     decode_event,
-    deterministic_id,
     encode_event,
     make_event,
 )
@@ -31,6 +30,7 @@ from shared.municipality import Municipality, load_municipality
 from shared.record_loop import Incoming, TableView
 from shared.settings import REPO_ROOT
 from shared.topics import SIGNALS_ASSIGNED, SIGNALS_RECEIVED
+from tests.factories import received_signal
 
 EXAMPLE = REPO_ROOT / "examples" / "gemeente-voorbeeld.yaml"
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -39,11 +39,9 @@ REPORTER = Contact(name="Juf Jansen", email="juf.jansen@delinde.example")
 
 def received(n: int, *, partner: str, kind: str, category: str, child: str = "sk_child", school: str | None = None,
              postcode: str | None = "3511", days: float = 0, flags: list[str] | None = None) -> SignalReceived:
-    return SignalReceived(
-        signal_id=deterministic_id("replay-test", str(n)), reference=f"SK-2026-{n:08d}", partner_id=partner,
-        partner_kind=kind, category=category, urgency=Urgency.U2, subject_key=child, school_brin=school,
-        postcode_area=postcode, flags=flags or [], received_at=T0 + timedelta(days=days), reporter=REPORTER,
-        legal_basis="meldrecht")
+    return received_signal(n, namespace="replay-test", partner=partner, kind=kind, category=category, subject=child,
+                           school=school, postcode=postcode, flags=flags, at=T0 + timedelta(days=days),
+                           reporter=REPORTER)
 
 
 def variant(tmp_path: Path, change: Callable[[dict[str, Any]], None], name: str = "kandidaat") -> Municipality:

@@ -13,14 +13,12 @@ from services.routing.decisions import ASSIGNMENTS, FAMILIES, SUBJECTS, TABLES, 
 from services.routing.metrics import FAMILY_TOPIC, RoutingMetrics
 from shared.events import (
     CloudEvent,
-    Contact,
     Contract,
     LifecycleChange,
     SignalAssigned,
     SignalLifecycleChanged,
     SignalReceived,
     SignalsMatched,
-    Urgency,
     decode_event,
     deterministic_id,
     encode_event,
@@ -30,6 +28,7 @@ from shared.municipality import load_municipality
 from shared.record_loop import Effects, Incoming, Publish, TableView
 from shared.settings import REPO_ROOT
 from shared.topics import SIGNALS_ASSIGNED, SIGNALS_LIFECYCLE, SIGNALS_MATCHED, SIGNALS_RECEIVED
+from tests.factories import received_signal
 
 EXAMPLE = REPO_ROOT / "examples" / "gemeente-voorbeeld.yaml"
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -38,12 +37,8 @@ T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 def received(n: int, *, partner: str = "obs-de-linde", kind: str = "school", category: str = "KLAS",
              subject: str = "sk_child", family: str | None = None, school: str | None = "12AB",
              postcode: str | None = "3511", at: datetime = T0) -> SignalReceived:
-    return SignalReceived(
-        signal_id=deterministic_id("routing-decisions-test", str(n)), reference=f"SK-2026-{n:08d}",
-        partner_id=partner, partner_kind=kind, category=category, urgency=Urgency.U2, subject_key=subject,
-        family_key=family, school_brin=school, postcode_area=postcode, received_at=at,
-        reporter=Contact(name="Melder", email="melder@school.example"), legal_basis="meldrecht",
-    )
+    return received_signal(n, namespace="routing-decisions-test", partner=partner, kind=kind, category=category,
+                           subject=subject, family=family, school=school, postcode=postcode, at=at)
 
 
 def police(n: int, *, subject: str = "sk_child", family: str | None = None,
