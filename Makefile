@@ -15,6 +15,7 @@ $(BIN)/schakel: pyproject.toml requirements.lock
 
 setup: $(BIN)/schakel
 	$(BIN)/python -c "from schakel.kafka_broker import fetch_jars; print('Kafka broker jars in', fetch_jars())"
+	$(BIN)/python -c "from schakel.idp import ensure_installed; print('identity provider in', ensure_installed())"
 
 run: setup
 	$(BIN)/schakel up

@@ -146,6 +146,9 @@ class LifecycleRequested(Contract):
     signal_id: str
     change: LifecycleChange
     partner_id: str
+    # The person who asked (their verified e-mail address), when a person asked rather than a partner system;
+    # the agent looks up the bodies the municipality file lists them for (ADR 0017).
+    person_email: EmailAddress | None = None
     message_sealed: str | None = None
     outcome: str | None = None
     reason: str | None = None
@@ -268,7 +271,11 @@ class AuditRecorded(Contract):
     event_type: Literal["nl.schakel.audit.recorded.v1"] = "nl.schakel.audit.recorded.v1"
     audit_id: str
     signal_id: str | None = None
-    actor_partner_id: str
+    actor_partner_id: str  # the organisation (partner id), or "operator"
+    # The person who read or acted (NEN 7513): their verified e-mail address and their subject at the identity
+    # provider; both None when a partner system acted with its token.
+    actor_person: str | None = None
+    actor_person_id: str | None = None
     # In what capacity the partner acted: "reporter", "body:<body id>", "none" (no access), "operator".
     on_behalf_of: str
     action: str

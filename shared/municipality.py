@@ -147,11 +147,12 @@ class Municipality:
                     found = partner
         return found
 
-    def partner_for_authorization(self, header: str | None) -> Partner | None:
-        """The partner an `Authorization: Bearer <token>` header names, if any."""
-        scheme, _, token = (header or "").partition(" ")
-        token = token.strip()
-        return self.partner_by_token(token) if scheme.lower() == "bearer" and token else None
+    def roles_of_person(self, email: str, partner_id: str) -> dict[str, str]:
+        """The bodies a person acts for, with the role: the file lists them among the body's contacts and their
+        organisation is one of the body's partners."""
+        wanted = email.lower()
+        return {body.id: contact.role for body in self.bodies.values() if partner_id in body.partner_ids
+                for contact in body.contacts if contact.email.lower() == wanted}
 
     def zat_body(self, brin: str) -> Body | None:
         """The ZAT of a school."""

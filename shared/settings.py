@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # services then join their consumer group as static members (group.instance.id), so a restart within the
     # session timeout does not move partitions. Unset: dynamic membership.
     worker_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,100}$")
+    # The identity provider whose access tokens name people (ADR 0016/0017); unset: partner tokens only.
+    oidc_issuer: str | None = None
+    oidc_audience: str = "schakel"
     # Master secret from which each Kafka-connected partner's signing key is derived (ADR 0006).
     inbound_signing_secret: SecretStr = SecretStr("development-only-inbound-signing-secret")
 

@@ -1,15 +1,19 @@
-"""Shared fixtures: a real Kafka broker (started here, never skipped), SMTP sinks, service processes."""
+"""Shared fixtures: a real Kafka broker and a real identity provider (started here, never skipped), SMTP sinks,
+service processes."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from schakel.idp import IdentityProvider, OidcClient
 from schakel.kafka_broker import Broker, free_port
 from schakel.processes import kill_leftovers
 from schakel.topics_admin import ensure_topics
+from tests.idp_support import TEST_REDIRECT_URI
 
 
 def start_broker(home: Path) -> Broker:
@@ -56,3 +60,32 @@ def broker_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
     yield make
     for broker in started:
         broker.stop(kill=True)
+
+
+@dataclass(frozen=True)
+class RunningIdp:
+    """The session's identity provider, with the werkbak registered on a port chosen before it starts."""
+
+    provider: IdentityProvider
+    werkbak_port: int
+    werkbak: OidcClient
+    tests: OidcClient
+
+    @property
+    def issuer(self) -> str:
+        return self.provider.issuer
+
+
+@pytest.fixture(scope="session")
+def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningIdp]:
+    """One real OpenID Connect provider (infra/idp) for the whole session, with the demo people."""
+    werkbak_port = free_port()
+    werkbak = OidcClient(client_id="werkbak", client_secret="werkbak-test-secret-" + "x" * 16,
+                         redirect_uris=[f"http://127.0.0.1:{werkbak_port}/auth/callback"],
+                         post_logout_redirect_uris=[f"http://127.0.0.1:{werkbak_port}/afgemeld"])
+    tests = OidcClient(client_id="schakel-tests", client_secret="tests-secret-" + "y" * 16,
+                       redirect_uris=[TEST_REDIRECT_URI], post_logout_redirect_uris=[])
+    provider = IdentityProvider(tmp_path_factory.mktemp("idp"), port=free_port(), clients=[werkbak, tests])
+    provider.start()
+    yield RunningIdp(provider, werkbak_port, werkbak, tests)
+    provider.stop()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from typing import Any, Literal
 
 import structlog
@@ -17,13 +18,24 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.feedback.agents import FeedbackCore
 from services.feedback.audit import audit_record, capacity, write_audit
-from services.feedback.lifecycle import ChangeRequest, Refusal, SignalRecord, can_see, check
+from services.feedback.lifecycle import (
+    ChangeRequest,
+    PersonScope,
+    Refusal,
+    SignalRecord,
+    can_see,
+    check,
+    is_body,
+    is_reporter,
+    may_read_free_text,
+)
 from services.feedback.port import SignalPort
 from services.feedback.settings import FeedbackSettings
 from services.feedback.sla import deadline_state
 from shared.events import LifecycleChange, LifecycleRequested, utcnow
 from shared.http import problem
-from shared.municipality import Partner
+from shared.municipality import Municipality
+from shared.persons import Actor, IdpUnavailable, PersonTokens, authenticate, person_tokens
 from shared.pseudonym import seal, unseal
 from shared.topics import AUDIT_LOG
 
@@ -42,8 +54,17 @@ class EventIn(BaseModel):
     reason: str | None = Field(default=None, min_length=1, max_length=200)
 
 
-def signal_view(record: SignalRecord, *, partner_id: str, sealing_key: str) -> dict[str, Any]:
-    """What a partner may see of a signal: the summary only for the assigned body."""
+def person_scope(actor: Actor, municipality: Municipality) -> PersonScope | None:
+    """The bodies the municipality file lists a person for; None for a partner system."""
+    if actor.person is None:
+        return None
+    return PersonScope(email=actor.person.email, roles=municipality.roles_of_person(actor.person.email,
+                                                                                    actor.partner_id))
+
+
+def signal_view(record: SignalRecord, *, partner_id: str, sealing_key: str, person: PersonScope | None = None,
+                reporter_kind: str = "") -> dict[str, Any]:
+    """What a partner (or a person) may see of a signal: the summary only for the assigned body."""
     now = utcnow()
     view: dict[str, Any] = {
         "signal_id": record.signal_id,
@@ -54,6 +75,7 @@ def signal_view(record: SignalRecord, *, partner_id: str, sealing_key: str) -> d
         "body": {"id": record.body_id, "name": record.body_name},
         "status": record.status.value,
         "match": record.matched,
+        "received_at": record.received_at.isoformat(),
         "routing": {"rule_id": record.rule_id, "description": record.rule_description, "facts": record.facts},
         "deadlines": [
             {"clock": d.clock, "due_at": d.due_at.isoformat(), "rule": d.rule, "policy": d.policy_id,
@@ -63,11 +85,14 @@ def signal_view(record: SignalRecord, *, partner_id: str, sealing_key: str) -> d
         "feedback": [unseal(m, key=sealing_key, context=record.signal_id) for m in record.feedback_sealed],
         "history": [
             {"type": h.change.value, "status": h.status.value, "actor": h.actor_partner_id, "at": h.at.isoformat(),
+             **({"person": h.actor_person} if h.actor_person else {}),
              **({"outcome": h.outcome} if h.outcome else {}), **({"reason": h.reason} if h.reason else {})}
             for h in record.history
         ],
+        "viewer": {"reporter": is_reporter(record, partner_id, person), "body": is_body(record, partner_id, person),
+                   "role": person.roles.get(record.body_id) if person else None},
     }
-    if partner_id in record.body_partner_ids and record.summary_sealed:
+    if record.summary_sealed and may_read_free_text(record, partner_id, person, reporter_kind=reporter_kind):
         view["summary"] = unseal(record.summary_sealed, key=sealing_key, context=record.signal_id)
     return view
 
@@ -77,15 +102,25 @@ def build_router(core: FeedbackCore, settings: FeedbackSettings) -> APIRouter:
     router = APIRouter()
     port = SignalPort(core)
     sealing_key = settings.sealing_key.get_secret_value()
+    persons = person_tokens(settings.oidc_issuer, settings.oidc_audience)
+    municipality = core.municipality
 
-    def authenticate(request: Request) -> Partner | None:
-        return core.municipality.partner_for_authorization(request.headers.get("authorization"))
+    async def caller(request: Request) -> Actor | Response:
+        return await _caller(request, municipality=municipality, persons=persons)
 
-    async def audited(response: Response, *, signal_id: str, partner: Partner, record: SignalRecord | None,
+    def view_of(record: SignalRecord, actor: Actor) -> dict[str, Any]:
+        reporter = municipality.partners.get(record.reporter_partner_id)
+        return signal_view(record, partner_id=actor.partner_id, sealing_key=sealing_key,
+                           person=person_scope(actor, municipality), reporter_kind=reporter.kind if reporter else "")
+
+    async def audited(response: Response, *, signal_id: str, actor: Actor, record: SignalRecord | None,
                       action: str, request_id: str | None = None) -> Response:
         """Write the audit record of this access before answering; no audit, no answer (503)."""
-        entry = audit_record(signal_id=signal_id, partner_id=partner.id, on_behalf_of=capacity(record, partner.id),
-                             action=action, http_status=response.status_code, at=utcnow(), request_id=request_id)
+        partner = actor.partner
+        entry = audit_record(signal_id=signal_id, partner_id=partner.id,
+                             on_behalf_of=capacity(record, partner.id, person_scope(actor, municipality)),
+                             action=action, http_status=response.status_code, at=utcnow(), request_id=request_id,
+                             person=actor.person)
         try:
             await asyncio.wait_for(write_audit(core.app, entry), timeout=AUDIT_TIMEOUT_S)
             core.metrics.hop.produced.labels(topic=AUDIT_LOG.name).inc()
@@ -98,55 +133,52 @@ def build_router(core: FeedbackCore, settings: FeedbackSettings) -> APIRouter:
 
     @router.get("/v1/signals/{signal_id}", summary="De stand van een signaal")
     async def get_signal(signal_id: str, request: Request) -> Response:
-        partner = authenticate(request)
-        if partner is None:
-            return _unauthenticated()
+        actor = await caller(request)
+        if isinstance(actor, Response):
+            return actor
         try:
             record = await port.read(signal_id)
         except TimeoutError:
             return _unavailable()
-        if record is None or not can_see(record, partner.id):
-            return await audited(_not_found(), signal_id=signal_id, partner=partner, record=record, action="read")
-        log.info("signal_read", signal_id=signal_id, partner=partner.id)
-        view = JSONResponse(signal_view(record, partner_id=partner.id, sealing_key=sealing_key))
-        return await audited(view, signal_id=signal_id, partner=partner, record=record, action="read")
+        if record is None or not can_see(record, actor.partner_id, person_scope(actor, municipality)):
+            return await audited(_not_found(), signal_id=signal_id, actor=actor, record=record, action="read")
+        log.info("signal_read", signal_id=signal_id, partner=actor.partner_id, person=actor.person is not None)
+        view = JSONResponse(view_of(record, actor))
+        return await audited(view, signal_id=signal_id, actor=actor, record=record, action="read")
 
     @router.post("/v1/signals/{signal_id}/events", summary="Een signaal oppakken, terugkoppelen, afsluiten, ...")
     async def post_event(signal_id: str, request: Request) -> Response:
-        partner = authenticate(request)
-        if partner is None:
-            return _unauthenticated()
-        if "signals:update" not in partner.scopes:
+        actor = await caller(request)
+        if isinstance(actor, Response):
+            return actor
+        if "signals:update" not in actor.partner.scopes:
             return problem(403, code="forbidden", title="Geen toestemming",
                            detail="Dit token mag signalen niet bijwerken (scope signals:update ontbreekt).")
-        try:
-            body = EventIn.model_validate_json(await request.body())
-        except ValidationError as exc:
-            errors = [{"field": ".".join(str(p) for p in e["loc"]) or "body", "code": "invalid_value",
-                       "message": "Dit veld ontbreekt of is ongeldig."} for e in exc.errors()]
-            return problem(422, code="validation_failed", title="Ongeldig verzoek",
-                           detail="Het verzoek is niet goed ingevuld.", errors=errors)
+        body = _event_in(await request.body())
+        if isinstance(body, Response):
+            return body
         request_id = str(uuid.uuid4())
-        response, record = await change_signal(signal_id, partner, body, request_id)
-        return await audited(response, signal_id=signal_id, partner=partner, record=record, action=body.type,
+        response, record = await change_signal(signal_id, actor, body, request_id)
+        return await audited(response, signal_id=signal_id, actor=actor, record=record, action=body.type,
                              request_id=request_id)
 
-    async def change_signal(signal_id: str, partner: Partner, body: EventIn,
+    async def change_signal(signal_id: str, actor: Actor, body: EventIn,
                             request_id: str) -> tuple[Response, SignalRecord | None]:
         """Ask the owner's agent for the change through Kafka and wait for its answer."""
         message_sealed = seal(body.message, key=sealing_key, context=signal_id) if body.message else None
-        change = ChangeRequest(change=LifecycleChange(body.type), actor_partner_id=partner.id, at=utcnow(),
-                               outcome=body.outcome, reason=body.reason, message_sealed=message_sealed)
+        change = ChangeRequest(change=LifecycleChange(body.type), actor_partner_id=actor.partner_id, at=utcnow(),
+                               outcome=body.outcome, reason=body.reason, message_sealed=message_sealed,
+                               person=person_scope(actor, municipality))
         before: SignalRecord | None = None
         if port.is_local(signal_id):  # a quick answer from the local table; the agent checks again
             before = core.get(signal_id)
             refusal = check(before, change)
             if refusal is not None:
-                return _refused(refusal, before, partner_id=partner.id, sealing_key=sealing_key), before
+                return _refused(refusal, before, view=view_of, actor=actor), before
         asked = LifecycleRequested(
-            request_id=request_id, signal_id=signal_id, change=change.change, partner_id=partner.id,
-            message_sealed=message_sealed, outcome=body.outcome, reason=body.reason, requested_at=change.at,
-            reply_to=core.replies.worker_id,
+            request_id=request_id, signal_id=signal_id, change=change.change, partner_id=actor.partner_id,
+            person_email=actor.person_email, message_sealed=message_sealed, outcome=body.outcome, reason=body.reason,
+            requested_at=change.at, reply_to=core.replies.worker_id,
         )
         try:
             answer = await port.request(asked)
@@ -156,11 +188,32 @@ def build_router(core: FeedbackCore, settings: FeedbackSettings) -> APIRouter:
                                   "Vraag de stand op en probeer het zo nodig opnieuw.",
                            headers={"Retry-After": "5"}), before
         if isinstance(answer.outcome, Refusal):
-            return _refused(answer.outcome, answer.current, partner_id=partner.id,
-                            sealing_key=sealing_key), answer.current
-        return JSONResponse(signal_view(answer.outcome, partner_id=partner.id, sealing_key=sealing_key)), answer.outcome
+            return _refused(answer.outcome, answer.current, view=view_of, actor=actor), answer.current
+        return JSONResponse(view_of(answer.outcome, actor)), answer.outcome
 
     return router
+
+
+async def _caller(request: Request, *, municipality: Municipality, persons: PersonTokens | None) -> Actor | Response:
+    """The partner system or person behind the request, or the problem to answer."""
+    try:
+        actor = await authenticate(request.headers.get("authorization"), municipality=municipality, persons=persons)
+    except IdpUnavailable:
+        return problem(503, code="idp_unavailable", title="Tijdelijk niet beschikbaar",
+                       detail="Uw aanmelding kan nu niet worden gecontroleerd; probeer het zo opnieuw.",
+                       headers={"Retry-After": "5"})
+    return actor if actor is not None else _unauthenticated()
+
+
+def _event_in(raw: bytes) -> EventIn | JSONResponse:
+    """The body of an event request, or the 422 that names what is wrong."""
+    try:
+        return EventIn.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = [{"field": ".".join(str(p) for p in e["loc"]) or "body", "code": "invalid_value",
+                   "message": "Dit veld ontbreekt of is ongeldig."} for e in exc.errors()]
+        return problem(422, code="validation_failed", title="Ongeldig verzoek",
+                       detail="Het verzoek is niet goed ingevuld.", errors=errors)
 
 
 def _unauthenticated() -> JSONResponse:
@@ -180,12 +233,12 @@ def _not_found() -> JSONResponse:
                    detail="Dit signaal bestaat niet of is niet voor u zichtbaar.")
 
 
-def _refused(refusal: Refusal, record: SignalRecord | None, *, partner_id: str, sealing_key: str) -> JSONResponse:
+def _refused(refusal: Refusal, record: SignalRecord | None, *,
+             view: Callable[[SignalRecord, Actor], dict[str, Any]], actor: Actor) -> JSONResponse:
     """A refusal as problem+json; a 409 carries the current state (status and the whole view)."""
     extra = None
     if refusal.status == 409 and record is not None:
-        extra = {"current_status": record.status.value,
-                 "signal": signal_view(record, partner_id=partner_id, sealing_key=sealing_key)}
+        extra = {"current_status": record.status.value, "signal": view(record, actor)}
     return problem(refusal.status, code=refusal.code,
                    title="Niet gevonden" if refusal.status == 404 else "Niet toegestaan", detail=refusal.message,
                    extra=extra)

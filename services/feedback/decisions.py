@@ -18,7 +18,15 @@ import structlog
 from services.feedback.breaches import Emission, due_emissions, emission_event_id, sla_event
 from services.feedback.calendar import DutchCalendar
 from services.feedback.deadlines import deadlines_for
-from services.feedback.lifecycle import ChangeRequest, Refusal, SignalRecord, apply, check, on_assigned
+from services.feedback.lifecycle import (
+    ChangeRequest,
+    PersonScope,
+    Refusal,
+    SignalRecord,
+    apply,
+    check,
+    on_assigned,
+)
 from services.feedback.metrics import FeedbackMetrics
 from services.feedback.sla_config import SlaConfig
 from shared.events import (
@@ -132,6 +140,7 @@ class FeedbackDecisions:
         change = ChangeRequest(
             change=request.change, actor_partner_id=request.partner_id, at=request.requested_at,
             outcome=request.outcome, reason=request.reason, message_sealed=request.message_sealed,
+            person=self.person_scope(request.person_email, request.partner_id),
         )
         refusal = check(record, change)
         if refusal is not None or record is None:
@@ -152,6 +161,12 @@ class FeedbackDecisions:
         effects = Effects(publish=[changed], after=[done]).add(self._store(updated))
         return effects.add(self._answer(request.request_id, request.reply_to, request.signal_id,
                                         Answer(updated, updated)))
+
+    def person_scope(self, email: str | None, partner_id: str) -> PersonScope | None:
+        """What the municipality file says a person acts for; None for a partner system."""
+        if email is None:
+            return None
+        return PersonScope(email=email.lower(), roles=self.municipality.roles_of_person(email, partner_id))
 
     def _answer(self, request_id: str, reply_to: str | None, signal_id: str, answer: Answer) -> Effects:
         """Answer a waiting HTTP request: here once the batch is done, or on the replies topic for another worker."""

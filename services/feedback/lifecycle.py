@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -37,6 +37,7 @@ class HistoryEntry(BaseModel):
     outcome: str | None = None
     reason: str | None = None
     body_id: str | None = None
+    actor_person: str | None = None  # the person's verified e-mail address; None for a partner system
 
 
 class SignalRecord(BaseModel):
@@ -111,6 +112,16 @@ class Refusal:
 
 
 @dataclass(frozen=True)
+class PersonScope:
+    """A person acting for their organisation: their verified e-mail address and the bodies the municipality
+    file lists them for (body id -> role). None in its place: a partner system, which acts for the whole
+    organisation (ADR 0017)."""
+
+    email: str
+    roles: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ChangeRequest:
     """A validated request for a lifecycle change."""
 
@@ -120,24 +131,64 @@ class ChangeRequest:
     outcome: str | None = None
     reason: str | None = None
     message_sealed: str | None = None
+    person: PersonScope | None = None
 
 
-def can_see(record: SignalRecord, partner_id: str) -> bool:
-    """Need-to-know: the reporter and the assigned body's partners."""
-    return partner_id == record.reporter_partner_id or partner_id in record.body_partner_ids
+def is_reporter(record: SignalRecord, partner_id: str, person: PersonScope | None = None) -> bool:
+    """The reporting organisation's system, or the very person who reported."""
+    if partner_id != record.reporter_partner_id:
+        return False
+    return person is None or person.email.lower() == record.reporter.email.lower()
+
+
+def is_body(record: SignalRecord, partner_id: str, person: PersonScope | None = None) -> bool:
+    """The assigned body: a partner system of it, or a person the file lists for that body.
+
+    Role rule: a person who reported the signal acts on it only as its reporter, never as the body that
+    handles it (a teacher is not the ZAT of her own signal, even when she sits in it).
+    """
+    if partner_id not in record.body_partner_ids:
+        return False
+    if person is None:
+        return True
+    return record.body_id in person.roles and not is_reporter(record, partner_id, person)
+
+
+def can_see(record: SignalRecord, partner_id: str, person: PersonScope | None = None) -> bool:
+    """Need-to-know: the reporter and the assigned body."""
+    return is_reporter(record, partner_id, person) or is_body(record, partner_id, person)
+
+
+# Domain privacy rule 3: health details for JGZ roles, police details for the police and the coordinator.
+HEALTH_ROLES = frozenset({"jeugdarts", "jeugdverpleegkundige", "jgz"})
+POLICE_DETAIL_ROLES = frozenset({"coordinator", "wijkagent"})
+
+
+def may_read_free_text(record: SignalRecord, partner_id: str, person: PersonScope | None = None, *,
+                       reporter_kind: str = "") -> bool:
+    """The free text is for the assigned body only; a person also needs the role its kind of detail asks."""
+    if not is_body(record, partner_id, person):
+        return False
+    if person is None:
+        return True
+    role = person.roles.get(record.body_id, "")
+    if record.category == "GEZ":
+        return role in HEALTH_ROLES
+    if reporter_kind == "police":
+        return role in POLICE_DETAIL_ROLES
+    return True
 
 
 def check(record: SignalRecord | None, request: ChangeRequest) -> Refusal | None:  # noqa: PLR0911 - one guard per refusal
     """Whether a change may be applied now; None when it may."""
-    if record is None or not can_see(record, request.actor_partner_id):
+    if record is None or not can_see(record, request.actor_partner_id, request.person):
         return Refusal(404, "signal_not_found", "Dit signaal bestaat niet of is niet voor u zichtbaar.")
     if request.change not in ALLOWED:
         return Refusal(422, "unknown_change", "Dit soort wijziging kan niet worden aangevraagd.")
-    is_body = request.actor_partner_id in record.body_partner_ids
     if request.change is LifecycleChange.WITHDRAWN:
-        if request.actor_partner_id != record.reporter_partner_id:
+        if not is_reporter(record, request.actor_partner_id, request.person):
             return Refusal(403, "only_reporter_may_withdraw", "Alleen de melder kan een signaal intrekken.")
-    elif not is_body:
+    elif not is_body(record, request.actor_partner_id, request.person):
         return Refusal(403, "only_assigned_body",
                        "Alleen het toegewezen overleg kan dit doen; u kunt alleen intrekken.")
     if record.status not in ALLOWED[request.change]:
@@ -165,6 +216,7 @@ def apply(record: SignalRecord, request: ChangeRequest) -> tuple[SignalRecord, S
     entry = HistoryEntry(
         change=request.change, status=status, actor_partner_id=request.actor_partner_id, at=request.at,
         outcome=request.outcome, reason=request.reason, body_id=record.body_id,
+        actor_person=request.person.email if request.person else None,
     )
     met = dict(record.met)
     clock = CLOCK_MET_BY.get(request.change)

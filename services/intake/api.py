@@ -16,6 +16,7 @@ from services.intake.validation import MAX_BODY_BYTES
 from shared import fastjson
 from shared.http import problem
 from shared.municipality import Partner
+from shared.persons import Actor, IdpUnavailable, PersonTokens, authenticate
 
 SIGNALS_ROUTE = "/v1/signals"
 
@@ -27,6 +28,7 @@ class IntakeState:
     intake: Intake
     limiter: RateLimiter
     metrics: IntakeMetrics
+    persons: PersonTokens | None = None  # people's access tokens are accepted when an identity provider is set
 
 
 def to_response(outcome: Accepted | Rejected) -> Response:
@@ -45,16 +47,28 @@ def to_response(outcome: Accepted | Rejected) -> Response:
                    errors=outcome.errors, headers=headers or None)
 
 
-def _authenticate(state: IntakeState, request: Request) -> Partner | Rejected:
-    partner = state.intake.municipality.partner_for_authorization(request.headers.get("authorization"))
-    if partner is None:
+async def _authenticate(state: IntakeState, request: Request) -> Actor | Rejected:
+    try:
+        actor = await authenticate(request.headers.get("authorization"), municipality=state.intake.municipality,
+                                   persons=state.persons)
+    except IdpUnavailable:
+        return Rejected(503, "idp_unavailable", "Tijdelijk niet beschikbaar",
+                        "Uw aanmelding kan nu niet worden gecontroleerd; probeer het zo opnieuw.", retry_after=5)
+    if actor is None:
         return state.intake.reject("unknown", Rejected(
             401, "unauthenticated", "Niet aangemeld", "Geef een geldig token mee in de Authorization-header (Bearer)."))
-    if "signals:submit" not in partner.scopes:
-        return state.intake.reject(partner.kind, Rejected(
+    if "signals:submit" not in actor.partner.scopes:
+        return state.intake.reject(actor.partner.kind, Rejected(
             403, "forbidden", "Geen toestemming",
             "Dit token mag geen signalen indienen (scope signals:submit ontbreekt)."))
-    return partner
+    return actor
+
+
+def as_reported_by(payload: Any, actor: Actor) -> Any:
+    """A person submits as themselves: the reporter is the person the token names, whatever the body says."""
+    if actor.person is None or not isinstance(payload, dict):
+        return payload
+    return {**payload, "reporter": {"name": actor.person.name, "email": actor.person.email}}
 
 
 async def _read_json(state: IntakeState, request: Request, partner: Partner) -> Any | Rejected:
@@ -80,9 +94,10 @@ async def _read_json(state: IntakeState, request: Request, partner: Partner) -> 
 
 
 async def _submit(state: IntakeState, request: Request) -> Accepted | Rejected:
-    partner = _authenticate(state, request)
-    if isinstance(partner, Rejected):
-        return partner
+    actor = await _authenticate(state, request)
+    if isinstance(actor, Rejected):
+        return actor
+    partner = actor.partner
     wait = state.limiter.acquire(partner.id)
     if wait is not None:
         return state.intake.reject(partner.kind, Rejected(
@@ -94,8 +109,8 @@ async def _submit(state: IntakeState, request: Request) -> Accepted | Rejected:
         return payload
     settings = state.intake.settings
     return await state.intake.submit(
-        payload, partner=partner, idempotency_key=request.headers.get("idempotency-key"), channel="http",
-        wait_s=3 * settings.intake_send_timeout_s,
+        as_reported_by(payload, actor), partner=partner, idempotency_key=request.headers.get("idempotency-key"),
+        channel="http", wait_s=3 * settings.intake_send_timeout_s,
     )
 
 

@@ -20,6 +20,7 @@ from services.intake.submission import Intake
 from shared.http import add_operational_routes
 from shared.logging import configure_logging
 from shared.municipality import Municipality, load_municipality
+from shared.persons import person_tokens
 
 
 def create_app(
@@ -39,6 +40,7 @@ def create_app(
     state = IntakeState(
         intake=intake, metrics=metrics,
         limiter=RateLimiter(per_minute=settings.intake_rate_per_minute, burst=settings.intake_rate_burst),
+        persons=person_tokens(settings.oidc_issuer, settings.oidc_audience),
     )
 
     @asynccontextmanager
