@@ -32,7 +32,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     http_host: str = "127.0.0.1"
     http_port: int = 8000
-    public_base_url: str = "http://127.0.0.1:8003"
+    # Where people read a signal: the werkbak (its page /signalen/<id>); the e-mail links point here.
+    public_base_url: str = "http://127.0.0.1:8005"
     mail_from: str = "Schakel <noreply@schakel.example>"  # notify sends as; the Message-ID domain comes from it
     # Secret for the HMAC pseudonyms; per municipality, never in the repo.
     pseudonym_secret: SecretStr = SecretStr("development-only-secret-change-me")

@@ -70,24 +70,27 @@ class System:
 
     def env(self) -> dict[str, str]:
         """Settings every service of this system shares."""
-        feedback_port = self.services["feedback"].port if "feedback" in self.services else 8003
+        public = self.services.get("werkbak") or self.services.get("feedback")
+        apis = {f"SCHAKEL_{name.upper()}_URL": self.services[name].base_url
+                for name in ("intake", "feedback") if name in self.services}
         return {
             "SCHAKEL_KAFKA_BOOTSTRAP": self.broker.bootstrap,
             "SCHAKEL_STATE_DIR": str(self.root / "state"),
             "SCHAKEL_CONFIG": str(self.config),
             "SCHAKEL_SMTP_PORT": str(self.sink.port),
-            "SCHAKEL_PUBLIC_BASE_URL": f"http://127.0.0.1:{feedback_port}",
+            "SCHAKEL_PUBLIC_BASE_URL": public.base_url if public else "http://127.0.0.1:8005",
             "SCHAKEL_LOG_FORMAT": "json",
+            **apis,
             **self.extra_env,
         }
 
-    def start(self, names: Iterable[str] = SERVICES) -> System:
-        """Start the sink and the services, and wait until every one is ready."""
+    def start(self, names: Iterable[str] = SERVICES, *, ports: dict[str, int] | None = None) -> System:
+        """Start the sink and the services (on free ports, or those given), and wait until every one is ready."""
         if not self.sink.running:
             self.sink.start()
         names = list(names)
         for name in names:
-            self.services[name] = ServiceProcess(name=name, port=free_port(), env={},
+            self.services[name] = ServiceProcess(name=name, port=(ports or {}).get(name) or free_port(), env={},
                                                  log_path=self.root / "logs" / f"{name}.log")
         for name in names:
             # Each worker a static member of its consumer group, as `schakel up` runs them (shared.kafka).

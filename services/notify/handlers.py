@@ -34,8 +34,8 @@ def signal_id_of(event: Contract) -> str:
 
 
 def signal_url(base_url: str, signal_id: str) -> str:
-    """The page behind login where the partner reads the signal."""
-    return f"{base_url.rstrip('/')}/v1/signals/{signal_id}"
+    """The werkbak's page of the signal, behind login (SCHAKEL_PUBLIC_BASE_URL is the werkbak's address)."""
+    return f"{base_url.rstrip('/')}/signalen/{signal_id}"
 
 
 def mail_context(event: Contract, mail: PlannedMail, *, municipality: Municipality, base_url: str) -> MailContext:
