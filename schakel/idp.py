@@ -23,6 +23,9 @@ from shared.settings import REPO_ROOT
 IDP_DIR = REPO_ROOT / "infra" / "idp"
 DEMO_PEOPLE = REPO_ROOT / "examples" / "demo-people.json"
 START_TIMEOUT_S = 30.0
+LOCAL_PORT = 18080  # `schakel up`
+LOCAL_ISSUER = f"http://127.0.0.1:{LOCAL_PORT}"
+WERKBAK_LOCAL_URL = "http://127.0.0.1:8005"
 
 
 class IdpError(RuntimeError):
@@ -67,7 +70,7 @@ class IdentityProvider:
     """One provider's files under a state directory."""
 
     home: Path
-    port: int = 18080
+    port: int = LOCAL_PORT
     clients: list[OidcClient] = field(default_factory=list)
     people: Path = DEMO_PEOPLE
     audience: str = "schakel"
@@ -144,3 +147,21 @@ class IdentityProvider:
         else:
             os.kill(pid, signal.SIGKILL)
         self.pid_file.unlink(missing_ok=True)
+
+
+def local_provider(state_dir: Path) -> IdentityProvider:
+    """The provider of `schakel up`, with the werkbak of the local stack as its client."""
+    from services.werkbak.settings import WerkbakSettings
+
+    werkbak = WerkbakSettings()
+    base = werkbak.public_base_url.rstrip("/")
+    client = OidcClient(client_id=werkbak.oidc_client_id,
+                        client_secret=werkbak.oidc_client_secret.get_secret_value(),
+                        redirect_uris=[f"{base}/auth/callback"], post_logout_redirect_uris=[f"{base}/afgemeld"])
+    return IdentityProvider(state_dir / "idp", port=LOCAL_PORT, clients=[client])
+
+
+def demo_people() -> list[dict[str, str]]:
+    """The demo people's logins (examples/demo-people.json)."""
+    people: list[dict[str, str]] = json.loads(DEMO_PEOPLE.read_text(encoding="utf-8"))["people"]
+    return people

@@ -16,9 +16,10 @@ from typing import Any
 import httpx
 import yaml
 
+from schakel.idp import LOCAL_ISSUER, demo_people, local_provider
 from schakel.kafka_broker import Broker
 from schakel.processes import DEFAULT_PORTS, SERVICES, http_ok
-from schakel.supervisor import PROMETHEUS_PORT, SMTP_PORT
+from schakel.supervisor import PROMETHEUS_PORT, SMTP_PORT, WERKBAK_PORT
 from schakel.topics_admin import ensure_topics
 from schakel.workers import format_workers, parse_workers, plan_workers
 from shared.settings import REPO_ROOT, Settings
@@ -45,7 +46,8 @@ def _supervisor_pid(settings: Settings) -> int | None:
 
 
 def up(workers: str | None = None) -> int:
-    """Start the broker, the mail sink, the services (`workers` per stream service) and Prometheus (if installed)."""
+    """Start the broker, the identity provider, the mail sink, the services (`workers` per stream service), the
+    werkbak and Prometheus (if installed)."""
     settings = _settings()
     try:
         counts = parse_workers(workers)
@@ -56,6 +58,9 @@ def up(workers: str | None = None) -> int:
     print(f"starting Kafka on {broker.bootstrap} (first run fetches the broker jars with Maven) ...", flush=True)
     broker.start()
     ensure_topics(broker.bootstrap)
+    idp = local_provider(settings.state_dir)
+    print(f"starting the identity provider on {idp.issuer} (first run installs it with npm) ...", flush=True)
+    idp.start()
     if _supervisor_pid(settings) is None:
         logs = settings.state_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
@@ -73,6 +78,12 @@ def up(workers: str | None = None) -> int:
                 return 1
             time.sleep(0.5)
         print(f"  {worker.name:11s} ready on http://127.0.0.1:{worker.port}")
+    while not http_ok(f"http://127.0.0.1:{WERKBAK_PORT}/readyz"):
+        if time.monotonic() > deadline:
+            print(f"werkbak did not become ready; see {settings.state_dir / 'logs' / 'werkbak.log'}")
+            return 1
+        time.sleep(0.5)
+    print(f"  {'werkbak':11s} ready on http://127.0.0.1:{WERKBAK_PORT}")
     _print_addresses(settings)
     return 0
 
@@ -81,6 +92,8 @@ def _print_addresses(settings: Settings) -> None:
     print("\nSchakel runs locally:")
     print(f"  partner API (intake)    http://127.0.0.1:{DEFAULT_PORTS['intake']}/docs")
     print(f"  partner API (feedback)  http://127.0.0.1:{DEFAULT_PORTS['feedback']}/docs")
+    print(f"  werkbak (log in)        http://127.0.0.1:{WERKBAK_PORT}  (demo logins: schakel demo)")
+    print(f"  identity provider       {LOCAL_ISSUER}")
     print("  metrics                 " + ", ".join(f"http://127.0.0.1:{DEFAULT_PORTS[n]}/metrics" for n in SERVICES))
     print(f"  caught e-mails          {settings.state_dir / 'mail'} (SMTP sink on 127.0.0.1:{SMTP_PORT})")
     if http_ok(f"http://127.0.0.1:{PROMETHEUS_PORT}/-/ready") or _wait_prometheus():
@@ -114,6 +127,7 @@ def down() -> int:
         while time.monotonic() < deadline and _supervisor_pid(settings) is not None:
             time.sleep(0.3)
     (settings.state_dir / "supervisor.pid").unlink(missing_ok=True)
+    local_provider(settings.state_dir).stop()
     _broker(settings).stop()
     print("Schakel stopped")
     return 0
@@ -129,6 +143,11 @@ def status() -> int:
         ready = http_ok(f"http://127.0.0.1:{DEFAULT_PORTS[name]}/readyz")
         all_ready &= ready
         print(f"  {name:9s}  {'ready' if ready else 'not ready'}")
+    idp_running = local_provider(settings.state_dir).pid() is not None
+    werkbak_ready = http_ok(f"http://127.0.0.1:{WERKBAK_PORT}/readyz")
+    all_ready &= idp_running and werkbak_ready
+    print(f"  {'idp':9s}  {'running' if idp_running else 'stopped'}")
+    print(f"  {'werkbak':9s}  {'ready' if werkbak_ready else 'not ready'}")
     return 0 if all_ready else 3
 
 
@@ -185,7 +204,16 @@ def demo() -> int:
                 print(f"    {step['as']}: {step['event']['type']} → {acted.status_code} "
                       f"{acted.json().get('status', acted.json().get('code'))}")
     _show_mail(mail_dir, before)
+    _show_logins()
     return 0
+
+
+def _show_logins() -> None:
+    """Who can log in to the werkbak, and where (demo only)."""
+    print(f"\nLog in to the werkbak at http://127.0.0.1:{WERKBAK_PORT} as one of the demo people "
+          f"(password: {demo_people()[0]['password']}, demo only):")
+    for entry in demo_people():
+        print(f"  {entry['email']:36s} {entry['name']} ({entry['organisation']})")
 
 
 def _wait_for_state(client: httpx.Client, feedback: str, signal_id: str, headers: dict[str, str]) -> Any:

@@ -1,4 +1,5 @@
-"""Keeps the local stack's processes running: the mail sink, the services' workers, Prometheus if installed.
+"""Keeps the local stack's processes running: the mail sink, the services' workers, the werkbak, Prometheus if
+installed.
 
 Run detached by `schakel up`; `schakel down` sends it SIGTERM and it stops its children.
 A child that exits is started again after a short, growing pause.
@@ -15,11 +16,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from schakel.idp import LOCAL_ISSUER
 from schakel.workers import parse_workers, plan_workers
 from shared.settings import REPO_ROOT, Settings
 
 SMTP_PORT = 8025
 PROMETHEUS_PORT = 9090
+WERKBAK_PORT = 8005
 
 
 @dataclass
@@ -68,11 +71,16 @@ class Supervisor:
         python = sys.executable
         children = [Child("mail-sink", [python, "-m", "schakel.mail_sink", "--port", str(SMTP_PORT),
                                         "--dir", str(state / "mail")], {}, logs / "mail-sink.log")]
+        # People's access tokens are checked against the local identity provider unless another one is set.
+        issuer = {"SCHAKEL_OIDC_ISSUER": os.environ.get("SCHAKEL_OIDC_ISSUER", LOCAL_ISSUER)}
         for worker in plan_workers(parse_workers(os.environ.get("SCHAKEL_STACK_WORKERS"))):
             env = {"SCHAKEL_HTTP_PORT": str(worker.port), "SCHAKEL_SMTP_PORT": str(SMTP_PORT),
-                   "SCHAKEL_STATE_DIR": str(worker.state_dir(state)), "SCHAKEL_WORKER_ID": worker.name}
+                   "SCHAKEL_STATE_DIR": str(worker.state_dir(state)), "SCHAKEL_WORKER_ID": worker.name, **issuer}
             children.append(Child(worker.name, [python, "-m", f"services.{worker.service}"], env,
                                   logs / f"{worker.name}.log"))
+        children.append(Child("werkbak", [python, "-m", "services.werkbak"], {
+            "SCHAKEL_HTTP_PORT": str(WERKBAK_PORT), "SCHAKEL_STATE_DIR": str(state / "werkbak"), **issuer,
+        }, logs / "werkbak.log"))
         prometheus = shutil.which("prometheus")
         if prometheus:
             config = write_prometheus_config(state)
