@@ -13,7 +13,15 @@ $(BIN)/schakel: pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(BIN)/schakel
 
-setup: $(BIN)/schakel
+# The API linters (Spectral with the NL API Design Rules ruleset, the AsyncAPI CLI), pinned by the lockfile.
+LINT_TOOLS := tools/lint/node_modules/.package-lock.json
+
+$(LINT_TOOLS): tools/lint/package.json tools/lint/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is needed for the API linters (apt-get install npm)"; exit 1; }
+	cd tools/lint && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $(LINT_TOOLS)
+
+setup: $(BIN)/schakel $(LINT_TOOLS)
 	$(BIN)/python -c "from schakel.kafka_broker import fetch_jars; print('Kafka broker jars in', fetch_jars())"
 	$(BIN)/python -c "from schakel.idp import ensure_installed; print('identity provider in', ensure_installed())"
 

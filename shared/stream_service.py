@@ -78,9 +78,12 @@ def faust_lifespan_with_topics(faust_app: faust.App):  # type: ignore[no-untyped
 
 def stream_service_api(
     *, title: str, faust_app: faust.App, registry: CollectorRegistry, loops: list[RecordLoop],
-    stall_after_s: float = 120.0,
+    stall_after_s: float = 120.0, openapi_url: str | None = None,
 ) -> FastAPI:
-    """A FastAPI app that runs the faust app on its own loop and reports on it."""
+    """A FastAPI app that runs the faust app on its own loop and reports on it.
+
+    Only a service with partner routes serves an OpenAPI document (`openapi_url`); the others have none.
+    """
 
     @faust_app.timer(LAG_INTERVAL_S)
     async def report_lag() -> None:
@@ -96,7 +99,8 @@ def stream_service_api(
                 hop.offset_gaps.labels(topic=gap.topic, outcome=gap.outcome.value).inc()
 
     faust_compat.on_offset_gap(faust_app, count_gap)
-    api = FastAPI(title=title, version="1", lifespan=faust_lifespan_with_topics(faust_app))
+    api = FastAPI(title=title, version="1", lifespan=faust_lifespan_with_topics(faust_app), openapi_url=openapi_url,
+                  docs_url="/docs" if openapi_url else None, redoc_url=None)
 
     def ready() -> bool:
         is_ready = faust_ready(faust_app)

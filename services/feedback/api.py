@@ -7,6 +7,7 @@ waits for the answer (services.feedback.replies, ADR 0015). Changes always go th
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any, Literal
@@ -41,6 +42,7 @@ from shared.topics import AUDIT_LOG
 
 log = structlog.get_logger(__name__)
 AUDIT_TIMEOUT_S = 10.0
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 class EventIn(BaseModel):
@@ -136,6 +138,8 @@ def build_router(core: FeedbackCore, settings: FeedbackSettings) -> APIRouter:
         actor = await caller(request)
         if isinstance(actor, Response):
             return actor
+        if not _UUID.match(signal_id):
+            return _bad_signal_id()
         try:
             record = await port.read(signal_id)
         except TimeoutError:
@@ -154,6 +158,8 @@ def build_router(core: FeedbackCore, settings: FeedbackSettings) -> APIRouter:
         if "signals:update" not in actor.partner.scopes:
             return problem(403, code="forbidden", title="Geen toestemming",
                            detail="Dit token mag signalen niet bijwerken (scope signals:update ontbreekt).")
+        if not _UUID.match(signal_id):
+            return _bad_signal_id()
         body = _event_in(await request.body())
         if isinstance(body, Response):
             return body
@@ -206,10 +212,12 @@ async def _caller(request: Request, *, municipality: Municipality, persons: Pers
 
 
 def _event_in(raw: bytes) -> EventIn | JSONResponse:
-    """The body of an event request, or the 422 that names what is wrong."""
+    """The body of an event request, or the 400 (not JSON) or 422 (names what is wrong)."""
     try:
         return EventIn.model_validate_json(raw)
     except ValidationError as exc:
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            return problem(400, code="bad_json", title="Ongeldige JSON", detail="De body is geen geldige JSON.")
         errors = [{"field": ".".join(str(p) for p in e["loc"]) or "body", "code": "invalid_value",
                    "message": "Dit veld ontbreekt of is ongeldig."} for e in exc.errors()]
         return problem(422, code="validation_failed", title="Ongeldig verzoek",
@@ -220,6 +228,11 @@ def _unauthenticated() -> JSONResponse:
     return problem(401, code="unauthenticated", title="Niet aangemeld",
                    detail="Geef een geldig token mee in de Authorization-header (Bearer).",
                    headers={"WWW-Authenticate": "Bearer"})
+
+
+def _bad_signal_id() -> JSONResponse:
+    return problem(400, code="bad_signal_id", title="Ongeldige signaal-id",
+                   detail="Een signaal-id is een UUID (zoals in het antwoord op het indienen).")
 
 
 def _unavailable() -> JSONResponse:

@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry
 from services.feedback.agents import FeedbackCore
 from services.feedback.api import build_router
 from services.feedback.metrics import FeedbackMetrics
+from services.feedback.openapi import install_openapi
 from services.feedback.replies import Replies
 from services.feedback.settings import FeedbackSettings
 from shared.kafka import create_faust_app
@@ -33,7 +34,9 @@ def create_app(settings: FeedbackSettings | None = None, *, municipality: Munici
     async def refresh_gauges() -> None:
         core.update_open_gauge()
 
-    api = stream_service_api(title="Schakel feedback", faust_app=faust_app, registry=registry, loops=[core.loop])
+    api = stream_service_api(title="Schakel feedback", faust_app=faust_app, registry=registry, loops=[core.loop],
+                             openapi_url="/openapi.json")
     api.include_router(build_router(core, settings))
+    install_openapi(api)
     api.state.core = core
     return api

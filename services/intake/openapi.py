@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, Field
 
 from services.intake.api import SIGNALS_ROUTE
 from services.intake.submission import MAX_IDEMPOTENCY_KEY
 from services.intake.validation import SignalIn
+from shared.openapi import component_schemas, document, problem_answer, success_answer
 
 
 class SignalAccepted(BaseModel):
@@ -19,25 +19,6 @@ class SignalAccepted(BaseModel):
     signal_id: str = Field(description="UUID van het signaal")
     reference: str = Field(pattern=r"^SK-[0-9]{4}-[0-9]{8}$")
     status: str = Field(pattern="^received$")
-
-
-class FieldError(BaseModel):
-    """One field that is wrong."""
-
-    field: str
-    code: str
-    message: str
-
-
-class Problem(BaseModel):
-    """RFC 9457 problem details with a stable English code and Dutch text."""
-
-    type: str
-    title: str
-    status: int
-    detail: str
-    code: str
-    errors: list[FieldError] | None = None
 
 
 _HEADER = {"schema": {"type": "string"}}
@@ -55,27 +36,15 @@ _ERRORS = {
 }
 
 
-def _schemas(model: type[BaseModel]) -> dict[str, Any]:
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    defs = schema.pop("$defs", {})
-    return {**defs, model.__name__: schema}
-
-
 def _operation() -> dict[str, Any]:
-    problem_ref = {"$ref": "#/components/schemas/Problem"}
     responses: dict[str, Any] = {
-        "202": {
-            "description": "Ontvangen en door Kafka bevestigd (of hetzelfde antwoord bij een herhaald verzoek).",
-            "headers": {"Location": {**_HEADER, "required": True}},
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SignalAccepted"}}},
-        }
+        "202": success_answer(
+            "Ontvangen en door Kafka bevestigd (of hetzelfde antwoord bij een herhaald verzoek).",
+            schema={"$ref": "#/components/schemas/SignalAccepted"},
+            headers={"Location": {**_HEADER, "required": True}}),
     }
     for status, (description, headers) in _ERRORS.items():
-        responses[status] = {
-            "description": description,
-            **({"headers": headers} if headers else {}),
-            "content": {"application/problem+json": {"schema": problem_ref}},
-        }
+        responses[status] = problem_answer(description, headers or None)
     return {
         "summary": "Een signaal indienen",
         "operationId": "submit_signal",
@@ -91,21 +60,14 @@ def _operation() -> dict[str, Any]:
     }
 
 
+def intake_document() -> dict[str, Any]:
+    """The written-out contract of POST /v1/signals."""
+    return document(title="Schakel intake", description="Schakel intake: partners dienen signalen in (zie api.md).",
+                    paths={SIGNALS_ROUTE: {"post": _operation()}},
+                    schemas=component_schemas(SignalIn, SignalAccepted))
+
+
 def install_openapi(api: FastAPI) -> None:
-    """Replace FastAPI's generated document with the written-out contract of POST /v1/signals."""
-
-    def openapi() -> dict[str, Any]:
-        if api.openapi_schema is not None:
-            return api.openapi_schema
-        doc = get_openapi(title=api.title, version=api.version, routes=api.routes,
-                          description="Schakel intake: partners dienen signalen in (zie api.md).")
-        doc["paths"][SIGNALS_ROUTE] = {"post": _operation()}
-        components = doc.setdefault("components", {})
-        schemas = components.setdefault("schemas", {})
-        for model in (SignalIn, SignalAccepted, Problem):
-            schemas.update(_schemas(model))
-        components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
-        api.openapi_schema = doc
-        return doc
-
-    api.openapi = openapi  # type: ignore[method-assign]
+    """Replace FastAPI's generated document with the written-out one."""
+    doc = intake_document()
+    api.openapi = lambda: doc  # type: ignore[method-assign]

@@ -10,11 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from schakel.kafka_broker import Broker
 from shared.settings import REPO_ROOT
-from tests.harness import System, read_topic, wait_until
+from tests.harness import System, auth, read_topic, wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -114,6 +115,33 @@ def test_the_seed_cycle_authorisation_and_audit_trail_hold_over_http(system: Sys
     assert {"id", "time", "actor_partner_id", "on_behalf_of", "action", "outcome", "signal_id"} <= set(exported[0])
     assert export_audit(system, "--since", "2999-01-01T00:00:00+00:00") == []
     assert any(r["data"]["action"] == "export" for r in audit_records(system))
+    assert_every_error_is_a_dutch_problem(system, signal_id)
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json", response.headers
+    body = response.json()
+    assert (body["status"], body["code"]) == (status, code) and body["title"] and body["detail"]
+    assert response.headers["api-version"] == "1.0.0"
+
+
+def assert_every_error_is_a_dutch_problem(system: System, signal_id: str) -> None:
+    """NL API Design Rules: problem+json for every error, the framework's own (unknown path, method) included."""
+    for name in system.services:
+        assert_problem(httpx.get(system.url(name, "/v1/nothing-here"), timeout=10), 404, "not_found")
+        wrong = httpx.delete(system.url(name, "/healthz"), timeout=10)
+        assert_problem(wrong, 405, "method_not_allowed")
+        assert wrong.headers["allow"] == "GET" and "DELETE" in wrong.json()["detail"]
+        assert httpx.get(system.url(name, "/healthz"), timeout=10).headers["api-version"] == "1.0.0"
+    assert_problem(httpx.get(system.url("intake", "/v1/signals"), timeout=10), 405, "method_not_allowed")
+    assert_problem(system.get_signal(BODY, "not-a-uuid"), 400, "bad_signal_id")
+    broken = httpx.post(system.url("feedback", f"/v1/signals/{signal_id}/events"), content=b"{not json",
+                        headers={**auth(BODY), "Content-Type": "application/json"}, timeout=10)
+    assert_problem(broken, 400, "bad_json")
+    # Only the services with partner routes have an OpenAPI document.
+    assert httpx.get(system.url("feedback", "/openapi.json"), timeout=10).json()["servers"][0]["url"] == "/v1"
+    assert_problem(httpx.get(system.url("routing", "/openapi.json"), timeout=10), 404, "not_found")
 
 
 def test_a_rejected_signal_is_re_routed_and_the_old_body_loses_sight_of_it(system: System) -> None:
