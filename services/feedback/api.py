@@ -107,8 +107,8 @@ def build_router(core: FeedbackCore, settings: FeedbackSettings) -> APIRouter:
     persons = person_tokens(settings.oidc_issuer, settings.oidc_audience)
     municipality = core.municipality
 
-    async def caller(request: Request) -> Actor | Response:
-        return await _caller(request, municipality=municipality, persons=persons)
+    async def caller(request: Request, signal_id: str) -> Actor | Response:
+        return await _caller(request, signal_id, municipality=municipality, persons=persons)
 
     def view_of(record: SignalRecord, actor: Actor) -> dict[str, Any]:
         reporter = municipality.partners.get(record.reporter_partner_id)
@@ -135,11 +135,9 @@ def build_router(core: FeedbackCore, settings: FeedbackSettings) -> APIRouter:
 
     @router.get("/v1/signals/{signal_id}", summary="De stand van een signaal")
     async def get_signal(signal_id: str, request: Request) -> Response:
-        actor = await caller(request)
+        actor = await caller(request, signal_id)
         if isinstance(actor, Response):
             return actor
-        if not _UUID.match(signal_id):
-            return _bad_signal_id()
         try:
             record = await port.read(signal_id)
         except TimeoutError:
@@ -152,14 +150,12 @@ def build_router(core: FeedbackCore, settings: FeedbackSettings) -> APIRouter:
 
     @router.post("/v1/signals/{signal_id}/events", summary="Een signaal oppakken, terugkoppelen, afsluiten, ...")
     async def post_event(signal_id: str, request: Request) -> Response:
-        actor = await caller(request)
+        actor = await caller(request, signal_id)
         if isinstance(actor, Response):
             return actor
         if "signals:update" not in actor.partner.scopes:
             return problem(403, code="forbidden", title="Geen toestemming",
                            detail="Dit token mag signalen niet bijwerken (scope signals:update ontbreekt).")
-        if not _UUID.match(signal_id):
-            return _bad_signal_id()
         body = _event_in(await request.body())
         if isinstance(body, Response):
             return body
@@ -200,15 +196,19 @@ def build_router(core: FeedbackCore, settings: FeedbackSettings) -> APIRouter:
     return router
 
 
-async def _caller(request: Request, *, municipality: Municipality, persons: PersonTokens | None) -> Actor | Response:
-    """The partner system or person behind the request, or the problem to answer."""
+async def _caller(request: Request, signal_id: str, *, municipality: Municipality,
+                  persons: PersonTokens | None) -> Actor | Response:
+    """The partner system or person behind the request, or the problem to answer (401, 503; 400 for an id that
+    cannot be a signal's)."""
     try:
         actor = await authenticate(request.headers.get("authorization"), municipality=municipality, persons=persons)
     except IdpUnavailable:
         return problem(503, code="idp_unavailable", title="Tijdelijk niet beschikbaar",
                        detail="Uw aanmelding kan nu niet worden gecontroleerd; probeer het zo opnieuw.",
                        headers={"Retry-After": "5"})
-    return actor if actor is not None else _unauthenticated()
+    if actor is None:
+        return _unauthenticated()
+    return actor if _UUID.match(signal_id) else _bad_signal_id()
 
 
 def _event_in(raw: bytes) -> EventIn | JSONResponse:
