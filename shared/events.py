@@ -136,6 +136,7 @@ class LifecycleChange(StrEnum):
     REJECTED = "rejected"
     REOPENED = "reopened"
     WITHDRAWN = "withdrawn"
+    REGIE = "regie"  # on a match, the coordinator sets which body leads (the status does not change)
 
 
 class LifecycleRequested(Contract):
@@ -149,6 +150,7 @@ class LifecycleRequested(Contract):
     # The person who asked (their verified e-mail address), when a person asked rather than a partner system;
     # the agent looks up the bodies the municipality file lists them for (ADR 0017).
     person_email: EmailAddress | None = None
+    regie_body_id: str | None = None  # for change "regie": the body that leads
     message_sealed: str | None = None
     outcome: str | None = None
     reason: str | None = None

@@ -50,10 +50,11 @@ class EventIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["acknowledged", "feedback", "closed", "rejected", "reopened", "withdrawn"]
+    type: Literal["acknowledged", "feedback", "closed", "rejected", "reopened", "withdrawn", "regie"]
     message: str | None = Field(default=None, min_length=1, max_length=2000)
     outcome: str | None = None
     reason: str | None = Field(default=None, min_length=1, max_length=200)
+    regie_body_id: str | None = Field(default=None, min_length=1, max_length=100)  # for "regie": who leads
 
 
 def person_scope(actor: Actor, municipality: Municipality) -> PersonScope | None:
@@ -91,6 +92,7 @@ def signal_view(record: SignalRecord, *, partner_id: str, sealing_key: str, pers
              **({"outcome": h.outcome} if h.outcome else {}), **({"reason": h.reason} if h.reason else {})}
             for h in record.history
         ],
+        **({"regie": {"id": record.regie_body_id}} if record.regie_body_id else {}),
         "viewer": {"reporter": is_reporter(record, partner_id, person), "body": is_body(record, partner_id, person),
                    "role": person.roles.get(record.body_id) if person else None},
     }
@@ -159,6 +161,10 @@ def build_router(core: FeedbackCore, settings: FeedbackSettings) -> APIRouter:
         body = _event_in(await request.body())
         if isinstance(body, Response):
             return body
+        if body.regie_body_id is not None and body.regie_body_id not in municipality.bodies:
+            return problem(422, code="unknown_body", title="Ongeldig verzoek", detail="Dit overleg bestaat niet.",
+                           errors=[{"field": "regie_body_id", "code": "unknown_body",
+                                    "message": "Kies een overleg uit de lijst."}])
         request_id = str(uuid.uuid4())
         response, record = await change_signal(signal_id, actor, body, request_id)
         return await audited(response, signal_id=signal_id, actor=actor, record=record, action=body.type,
@@ -170,7 +176,7 @@ def build_router(core: FeedbackCore, settings: FeedbackSettings) -> APIRouter:
         message_sealed = seal(body.message, key=sealing_key, context=signal_id) if body.message else None
         change = ChangeRequest(change=LifecycleChange(body.type), actor_partner_id=actor.partner_id, at=utcnow(),
                                outcome=body.outcome, reason=body.reason, message_sealed=message_sealed,
-                               person=person_scope(actor, municipality))
+                               person=person_scope(actor, municipality), regie_body_id=body.regie_body_id)
         before: SignalRecord | None = None
         if port.is_local(signal_id):  # a quick answer from the local table; the agent checks again
             before = core.get(signal_id)
@@ -180,7 +186,7 @@ def build_router(core: FeedbackCore, settings: FeedbackSettings) -> APIRouter:
         asked = LifecycleRequested(
             request_id=request_id, signal_id=signal_id, change=change.change, partner_id=actor.partner_id,
             person_email=actor.person_email, message_sealed=message_sealed, outcome=body.outcome, reason=body.reason,
-            requested_at=change.at, reply_to=core.replies.worker_id,
+            regie_body_id=body.regie_body_id, requested_at=change.at, reply_to=core.replies.worker_id,
         )
         try:
             answer = await port.request(asked)

@@ -140,7 +140,7 @@ class FeedbackDecisions:
         change = ChangeRequest(
             change=request.change, actor_partner_id=request.partner_id, at=request.requested_at,
             outcome=request.outcome, reason=request.reason, message_sealed=request.message_sealed,
-            person=self.person_scope(request.person_email, request.partner_id),
+            person=self.person_scope(request.person_email, request.partner_id), regie_body_id=request.regie_body_id,
         )
         refusal = check(record, change)
         if refusal is not None or record is None:

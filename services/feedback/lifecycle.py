@@ -35,7 +35,7 @@ class HistoryEntry(BaseModel):
     actor_partner_id: str
     at: datetime
     outcome: str | None = None
-    reason: str | None = None
+    reason: str | None = None  # for "regie": the body that leads
     body_id: str | None = None
     actor_person: str | None = None  # the person's verified e-mail address; None for a partner system
 
@@ -73,6 +73,8 @@ class SignalRecord(BaseModel):
     request_ids: list[str] = []
     # Escalation interval snapshotted with the deadlines (a later config change does not move it).
     escalation_interval_s: float = 86400.0
+    # On a match: the body the coordinator said leads (regie), if set.
+    regie_body_id: str | None = None
 
 
 # Which changes are allowed from which status (the reporter's withdrawal is checked apart).
@@ -85,6 +87,7 @@ ALLOWED: dict[LifecycleChange, frozenset[Status]] = {
     LifecycleChange.WITHDRAWN: frozenset(
         {Status.ASSIGNED, Status.ACKNOWLEDGED, Status.FEEDBACK_GIVEN, Status.REOPENED, Status.REJECTED}
     ),
+    LifecycleChange.REGIE: frozenset({Status.ASSIGNED, Status.ACKNOWLEDGED, Status.FEEDBACK_GIVEN, Status.REOPENED}),
 }
 RESULTING_STATUS: dict[LifecycleChange, Status] = {
     LifecycleChange.ACKNOWLEDGED: Status.ACKNOWLEDGED,
@@ -132,6 +135,7 @@ class ChangeRequest:
     reason: str | None = None
     message_sealed: str | None = None
     person: PersonScope | None = None
+    regie_body_id: str | None = None
 
 
 def is_reporter(record: SignalRecord, partner_id: str, person: PersonScope | None = None) -> bool:
@@ -197,12 +201,19 @@ def check(record: SignalRecord | None, request: ChangeRequest) -> Refusal | None
                            "Een signaal kan pas worden afgesloten na terugkoppeling aan de melder.")
         return Refusal(409, "illegal_transition",
                        f"Dit kan niet in de huidige status ({record.status.value}).")
+    return _content_refusal(record, request)
+
+
+def _content_refusal(record: SignalRecord, request: ChangeRequest) -> Refusal | None:
+    """What a change that may happen now still needs: feedback before closing, an outcome, a reason, a message."""
     if request.change is LifecycleChange.CLOSED:
         if record.feedback_count == 0:
             return Refusal(409, "feedback_required_before_closing",
                            "Een signaal kan pas worden afgesloten na terugkoppeling aan de melder.")
         if request.outcome not in OUTCOMES:
             return Refusal(422, "invalid_outcome", f"Kies een uitkomst: {', '.join(OUTCOMES)}.")
+    if request.change is LifecycleChange.REGIE:
+        return _regie_refusal(record, request)
     if request.change in (LifecycleChange.REJECTED, LifecycleChange.REOPENED) and not request.reason:
         return Refusal(422, "reason_required", "Geef een reden op.")
     if request.change is LifecycleChange.FEEDBACK and not request.message_sealed:
@@ -210,12 +221,24 @@ def check(record: SignalRecord | None, request: ChangeRequest) -> Refusal | None
     return None
 
 
+def _regie_refusal(record: SignalRecord, request: ChangeRequest) -> Refusal | None:
+    """Regie is for a signal with a match, set by the coordinator (a person in that role, or the body's system)."""
+    if not record.matched:
+        return Refusal(409, "no_match", "De regie bepaalt u alleen bij een match.")
+    if request.person is not None and request.person.roles.get(record.body_id) != "coordinator":
+        return Refusal(403, "only_coordinator", "Alleen de jeugd- en veiligheidscoördinator bepaalt de regie.")
+    if not request.regie_body_id:
+        return Refusal(422, "regie_body_required", "Kies wie de regie neemt.")
+    return None
+
+
 def apply(record: SignalRecord, request: ChangeRequest) -> tuple[SignalRecord, SignalLifecycleChanged]:
     """Apply a change that `check` allowed; returns the new record and the event to publish."""
-    status = RESULTING_STATUS[request.change]
+    status = RESULTING_STATUS.get(request.change, record.status)
+    reason = request.regie_body_id if request.change is LifecycleChange.REGIE else request.reason
     entry = HistoryEntry(
         change=request.change, status=status, actor_partner_id=request.actor_partner_id, at=request.at,
-        outcome=request.outcome, reason=request.reason, body_id=record.body_id,
+        outcome=request.outcome, reason=reason, body_id=record.body_id,
         actor_person=request.person.email if request.person else None,
     )
     met = dict(record.met)
@@ -228,12 +251,14 @@ def apply(record: SignalRecord, request: ChangeRequest) -> tuple[SignalRecord, S
             "history": [*record.history, entry],
             "met": met,
             "feedback_count": record.feedback_count + (request.change is LifecycleChange.FEEDBACK),
+            "regie_body_id": request.regie_body_id if request.change is LifecycleChange.REGIE
+            else record.regie_body_id,
             "feedback_sealed": [*record.feedback_sealed, request.message_sealed]
             if request.change is LifecycleChange.FEEDBACK and request.message_sealed else record.feedback_sealed,
         }
     )
     return updated, lifecycle_event(updated, change=request.change, actor=request.actor_partner_id, at=request.at,
-                                    outcome=request.outcome, reason=request.reason,
+                                    outcome=request.outcome, reason=reason,
                                     message_sealed=request.message_sealed)
 
 

@@ -23,6 +23,7 @@ ACTIONS: dict[str, Action] = {
     "afsluiten": Action("closed", "Het signaal is afgesloten."),
     "terugsturen": Action("rejected", "Het signaal is teruggestuurd en gaat naar het volgende overleg."),
     "heropenen": Action("reopened", "Het signaal is heropend."),
+    "regie": Action("regie", "De regie is vastgelegd."),
 }
 MAX_MESSAGE = 2000
 
@@ -47,6 +48,11 @@ def action_event(action: str, form: Mapping[str, Any]) -> dict[str, Any] | str:
         if outcome not in OUTCOMES:
             return "Kies een uitkomst."
         event["outcome"] = outcome
+    elif action == "regie":
+        lead = _text(form, "regie")
+        if not lead:
+            return "Kies wie de regie neemt."
+        event["regie_body_id"] = lead
     elif action in ("terugsturen", "heropenen"):
         reason = _text(form, "reden")
         if not reason:

@@ -44,6 +44,9 @@ class Werkbak:
     def organisations(self) -> dict[str, str]:
         return {pid: p.name for pid, p in self.municipality.partners.items()}
 
+    def body_names(self) -> dict[str, str]:
+        return {body_id: body.name for body_id, body in self.municipality.bodies.items()}
+
     def render(self, request: Request, template: str, *, person: SessionPerson | None, status: int = 200,
                **context: Any) -> Response:
         """A page with the layout's context: the person, their organisation, the CSRF token, a flash message."""
@@ -151,8 +154,8 @@ def build_router(w: Werkbak) -> APIRouter:  # noqa: PLR0915 - one small handler 
         signal = answer.body
         return w.render(request, "signaal.html", person=person, signal=signal, now=utcnow(),
                         deadlines=views.deadlines(signal, utcnow()),
-                        history=views.history(signal, organisations=w.organisations()),
-                        actions=views.actions(signal))
+                        history=views.history(signal, organisations=w.organisations(), bodies=w.body_names()),
+                        actions=views.actions(signal), bodies=w.body_names())
 
     async def act(request: Request, person: SessionPerson) -> Response:
         signal_id = request.path_params["signal_id"]

@@ -7,7 +7,14 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from services.notify.rendering import CLOCK_LABELS, OUTCOME_LABELS, ROUTE_LABELS, URGENCY_LABELS, nl_datetime
+from services.notify.rendering import (
+    CLOCK_LABELS,
+    OUTCOME_LABELS,
+    ROUTE_LABELS,
+    URGENCY_LABELS,
+    nl_datetime,
+    role_label,
+)
 from shared.events import Clock, Route, Urgency
 from shared.taxonomy import CATEGORIES, OUTCOMES, Outcome
 
@@ -24,6 +31,7 @@ STATUS_LABELS = {
 CHANGE_LABELS = {
     "assigned": "Toegewezen", "acknowledged": "Opgepakt", "feedback": "Terugkoppeling gegeven",
     "closed": "Afgesloten", "rejected": "Teruggestuurd", "reopened": "Heropend", "withdrawn": "Ingetrokken",
+    "regie": "Regie bepaald",
 }
 DEADLINE_STATE_LABELS = {"open": "loopt", "warning": "bijna verlopen", "breached": "verlopen", "met": "gehaald"}
 OPEN_STATUSES = frozenset({"assigned", "acknowledged", "feedback_given", "reopened"})
@@ -36,6 +44,9 @@ REJECT_REASONS = [
     ("andere_route_nodig", "Hoort bij een ander overleg"),
 ]
 REOPEN_REASONS = [("nieuwe_zorgen", "Nieuwe zorgen"), ("afspraak_niet_nagekomen", "Afspraak niet nagekomen")]
+
+
+__all__ = ["role_label"]  # the templates use it through this module
 
 
 def route_label(route: str) -> str:
@@ -131,7 +142,8 @@ def filtered(signals: list[dict[str, Any]], *, status: str, urgency: str) -> lis
     return kept
 
 
-def history(signal: dict[str, Any], *, organisations: dict[str, str]) -> list[dict[str, str]]:
+def history(signal: dict[str, Any], *, organisations: dict[str, str],
+            bodies: dict[str, str] | None = None) -> list[dict[str, str]]:
     """The history of a signal in words: when, what, who (person and organisation)."""
     rows = []
     for h in signal.get("history", []):
@@ -139,6 +151,8 @@ def history(signal: dict[str, Any], *, organisations: dict[str, str]) -> list[di
         if h.get("person"):
             who = f"{h['person']} ({who})"
         extra = OUTCOME_LABELS.get(Outcome(h["outcome"])) if h.get("outcome") in OUTCOMES else h.get("reason", "")
+        if h["type"] == "regie":
+            extra = f"Regie bij {(bodies or {}).get(h.get('reason', ''), h.get('reason', ''))}"
         rows.append({"at": nl_datetime(datetime.fromisoformat(h["at"])),
                      "what": CHANGE_LABELS.get(h["type"], h["type"]), "who": who,
                      "extra": extra if h["type"] != "assigned" else ""})
@@ -159,4 +173,6 @@ def actions(signal: dict[str, Any]) -> set[str]:
             offered |= {"terugkoppeling", "afsluiten"}
         if status == "closed":
             offered.add("heropenen")
+        if signal.get("match") and viewer.get("role") == "coordinator" and status in OPEN_STATUSES:
+            offered.add("regie")
     return offered

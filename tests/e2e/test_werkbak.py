@@ -131,7 +131,15 @@ def test_the_werkbak_closes_the_loop_in_a_browser(system: System, idp: RunningId
     expect(page.get_by_text(CANARY_SUMMARY)).to_be_visible()
     accessible(page)
     shot(page, "signaal")
-    page.get_by_role("button", name="Oppakken").click()
+    # Keyboard alone: the first Tab reaches the skip link, which moves focus to the content; focus is visible.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Naar de inhoud"
+    assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") == "solid"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "inhoud"
+    page.get_by_role("button", name="Oppakken").focus()
+    assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") == "solid"
+    page.keyboard.press("Enter")
     expect(page.get_by_role("status")).to_have_text("U hebt het signaal opgepakt.")
     page.get_by_label("Bericht voor de melder").fill(FEEDBACK_TEXT)
     page.get_by_role("button", name="Terugkoppeling geven").click()
@@ -225,7 +233,15 @@ def test_the_werkbak_closes_the_loop_in_a_browser(system: System, idp: RunningId
     shot(coordinator_page, "matches")
     coordinator_page.get_by_role("link", name=police_reference).click()
     expect(coordinator_page.locator(".feiten")).to_contain_text("Ja: een andere partner")
+    expect(coordinator_page.locator(".feiten")).to_contain_text("Nog niet bepaald")
     accessible(coordinator_page)
+    coordinator_page.get_by_label("Wie neemt de regie?").select_option("zat-12ab")
+    coordinator_page.get_by_role("button", name="Regie vastleggen").click()
+    expect(coordinator_page.get_by_role("status")).to_have_text("De regie is vastgelegd.")
+    expect(coordinator_page.locator(".feiten")).to_contain_text("ZAT OBS De Linde")
+    expect(coordinator_page.get_by_role("table").last).to_contain_text("Regie bij ZAT OBS De Linde")
+    accessible(coordinator_page)
+    shot(coordinator_page, "regie")
 
     # Logout: at the werkbak and at the identity provider; the back button shows nothing private.
     page.goto(link)

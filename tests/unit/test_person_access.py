@@ -173,3 +173,21 @@ def test_authenticate_maps_partner_tokens_and_person_tokens_and_refuses_unknown_
     assert asyncio.run(authenticate(f"Bearer {unknown}", municipality=municipality, persons=verifier())) is None
     # Without an identity provider configured, only partner tokens count.
     assert asyncio.run(authenticate(f"Bearer {token()}", municipality=municipality, persons=None)) is None
+
+
+def test_regie_on_a_match_only_by_the_coordinator_and_the_status_stays() -> None:
+    coordinator = PersonScope(email="jvc@lindendam.example", roles={ZAT: "coordinator"})
+    record = zat_signal().model_copy(update={"matched": True})
+    regie = ChangeRequest(change=LifecycleChange.REGIE, actor_partner_id=SCHOOL, at=T0, person=coordinator,
+                          regie_body_id="oov")
+    assert check(record, regie) is None
+    updated, event = apply(record, regie)
+    assert (updated.status, updated.regie_body_id, event.reason) == (record.status, "oov", "oov")
+    assert updated.history[-1].reason == "oov" and updated.history[-1].actor_person == "jvc@lindendam.example"
+    by_ib = ChangeRequest(change=LifecycleChange.REGIE, actor_partner_id=SCHOOL, at=T0, person=IB,
+                          regie_body_id="oov")
+    assert check(record, by_ib).code == "only_coordinator"  # type: ignore[union-attr]
+    unmatched = check(zat_signal(), regie)
+    assert unmatched is not None and unmatched.code == "no_match"
+    nobody = ChangeRequest(change=LifecycleChange.REGIE, actor_partner_id=SCHOOL, at=T0, person=coordinator)
+    assert check(record, nobody).code == "regie_body_required"  # type: ignore[union-attr]
