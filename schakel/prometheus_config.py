@@ -1,4 +1,4 @@
-"""Render the Prometheus configuration that scrapes the four Schakel services."""
+"""Render the Prometheus configuration that scrapes the Schakel services and the werkbak."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-SERVICES: tuple[str, ...] = ("intake", "routing", "feedback", "notify")
+SERVICES: tuple[str, ...] = ("intake", "routing", "feedback", "notify", "werkbak")
 
 # The local stack (no Docker): every service on 127.0.0.1, ports as in docs/metrics.md.
 LOCAL_TARGETS: dict[str, str] = {
@@ -16,6 +16,7 @@ LOCAL_TARGETS: dict[str, str] = {
     "routing": "127.0.0.1:8002",
     "feedback": "127.0.0.1:8003",
     "notify": "127.0.0.1:8004",
+    "werkbak": "127.0.0.1:8005",
 }
 
 # docker-compose.yml: the same ports, reached by service name on the compose network.
@@ -24,6 +25,7 @@ COMPOSE_TARGETS: dict[str, str] = {
     "routing": "routing:8002",
     "feedback": "feedback:8003",
     "notify": "notify:8004",
+    "werkbak": "werkbak:8005",
 }
 
 PROMETHEUS_DIR = Path(__file__).resolve().parent.parent / "infra" / "prometheus"

@@ -4,7 +4,8 @@
 //
 //   node provider.js <config.json>
 //
-// config.json: {"issuer": "http://127.0.0.1:PORT", "port": PORT, "people": "path/to/demo-people.json",
+// config.json: {"issuer": "http://127.0.0.1:PORT", "port": PORT, "host": "127.0.0.1" (the default),
+//               "people": "path/to/demo-people.json",
 //               "clients": [{"client_id", "client_secret", "redirect_uris", "post_logout_redirect_uris"}],
 //               "audience": "schakel", "access_token_ttl_s": 3600}
 // A real municipality uses its own identity provider; this one is for development and tests only.
@@ -182,5 +183,5 @@ const server = http.createServer((req, res) => {
   }
   handle(req, res);
 });
-server.listen(config.port, '127.0.0.1', () => console.log(JSON.stringify({ event: 'listening', issuer: config.issuer })));
+server.listen(config.port, config.host || '127.0.0.1', () => console.log(JSON.stringify({ event: 'listening', issuer: config.issuer })));
 for (const sig of ['SIGTERM', 'SIGINT']) process.on(sig, () => server.close(() => process.exit(0)));

@@ -166,7 +166,7 @@ def test_the_committed_prometheus_configs_equal_a_fresh_render() -> None:
         assert path.read_text(encoding="utf-8") == text, stale
 
 
-def test_the_committed_configs_scrape_the_four_services_every_five_seconds() -> None:
+def test_the_committed_configs_scrape_the_services_and_the_werkbak_every_five_seconds() -> None:
     for path, targets in ((PROMETHEUS / "prometheus.yml", LOCAL_TARGETS),
                           (PROMETHEUS / "prometheus.compose.yml", COMPOSE_TARGETS)):
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -175,12 +175,12 @@ def test_the_committed_configs_scrape_the_four_services_every_five_seconds() -> 
         scraped = {job["job_name"]: scraped_targets(job) for job in config["scrape_configs"]}
         assert scraped == {name: [target] for name, target in targets.items()}
     assert LOCAL_TARGETS == {"intake": "127.0.0.1:8001", "routing": "127.0.0.1:8002",
-                             "feedback": "127.0.0.1:8003", "notify": "127.0.0.1:8004"}
+                             "feedback": "127.0.0.1:8003", "notify": "127.0.0.1:8004", "werkbak": "127.0.0.1:8005"}
 
 
 def test_a_config_rendered_for_other_ports_passes_promtool_and_loads_the_rules(tmp_path: Path) -> None:
     targets = {"intake": "127.0.0.1:40001", "routing": "127.0.0.1:40002",
-               "feedback": "127.0.0.1:40003", "notify": "127.0.0.1:40004"}
+               "feedback": "127.0.0.1:40003", "notify": "127.0.0.1:40004", "werkbak": "127.0.0.1:40005"}
     path = tmp_path / "prometheus.yml"
     path.write_text(render_config(targets=targets, rules_dir=PROMETHEUS / "rules", scrape_interval="1s"),
                     encoding="utf-8")
@@ -393,6 +393,8 @@ def test_the_schakel_services_run_from_the_one_image_with_the_agreed_settings() 
         assert service["depends_on"]["topics"]["condition"] == "service_completed_successfully"
     assert services["topics"]["command"] == ["python", "-m", "schakel", "topics", "create"]
     assert services["notify"]["depends_on"]["mailcatcher"]["condition"] == "service_healthy"
+    assert services["werkbak"]["depends_on"]["idp"]["condition"] == "service_healthy"
+    assert services["werkbak"]["environment"]["SCHAKEL_OIDC_ISSUER"] == "http://idp.localhost:18080"
 
 
 def test_compose_uses_official_kafka_4_in_kraft_mode_and_the_compose_prometheus_config() -> None:
