@@ -84,5 +84,8 @@ def document(*, title: str, description: str, paths: dict[str, Any], schemas: di
         "info": {"title": title, "version": API_VERSION, "description": description, "contact": CONTACT},
         "servers": [{"url": MAJOR_PREFIX, "description": "Deze dienst; de hoofdversie staat in het pad."}],
         "paths": relative,
-        "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "components": {"schemas": schemas, "securitySchemes": {"bearer": {
+            "type": "http", "scheme": "bearer",
+            "description": "Het token van een partnersysteem, of het access token (JWT) dat de identity provider "
+                           "van de gemeente aan een persoon gaf (ADR 0016, 0017)."}}},
     }

@@ -127,3 +127,43 @@ def test_the_directory_finds_candidates_by_body_and_by_reporter_and_follows_hand
     assert directory.reported_by("cbs-het-anker", "juf.jansen@delinde.example") == []
     directory.take(event("s-1", "wijkteam-centrum", "juf.jansen@delinde.example"))  # handed off
     assert directory.assigned_to({"zat-12ab"}) == []
+
+
+class _Request:
+    """Just the session of a request (what Auth.person reads and writes)."""
+
+    def __init__(self, session: dict[str, Any]) -> None:
+        self.session = session
+
+
+def test_a_session_ends_when_idle_or_when_its_access_token_expires() -> None:
+    import time
+
+    from services.werkbak.auth import Auth
+    from services.werkbak.settings import WerkbakSettings
+
+    auth = Auth(WerkbakSettings(oidc_issuer="http://127.0.0.1:9", werkbak_idle_timeout_s=900))
+    now = time.time()
+    live = {"email": "ib@delinde.example", "name": "IB", "organisation": "obs-de-linde", "access_token": "t",
+            "csrf": "c", "expires_at": now + 3600, "last_seen": now - 60}
+    request = _Request(dict(live))
+    person = auth.person(request)  # type: ignore[arg-type]
+    assert isinstance(person, SessionPerson) and person.email == "ib@delinde.example"
+    assert request.session["last_seen"] >= now  # use keeps it alive
+    idle = _Request({**live, "last_seen": now - 901})
+    assert auth.person(idle) == "idle" and idle.session == {}  # type: ignore[arg-type]
+    expired = _Request({**live, "expires_at": now + 10})
+    assert auth.person(expired) == "expired" and expired.session == {}  # type: ignore[arg-type]
+    assert auth.person(_Request({})) is None  # type: ignore[arg-type]
+
+
+def test_cookies_are_secure_everywhere_but_plain_http_on_loopback() -> None:
+    from services.werkbak.settings import WerkbakSettings
+
+    assert not WerkbakSettings(public_base_url="http://127.0.0.1:8005").secure_cookies
+    assert WerkbakSettings(public_base_url="https://werkbak.lindendam.example").secure_cookies
+    assert WerkbakSettings(public_base_url="http://werkbak.lindendam.example").secure_cookies
+    with pytest.raises(ValueError, match="SCHAKEL_WERKBAK_SESSION_SECRET"):
+        WerkbakSettings(environment="production", oidc_issuer="https://idp.example",
+                        pseudonym_secret="p" * 40, sealing_key="s" * 40, inbound_signing_secret="i" * 40,
+                        oidc_client_secret="c" * 40)
