@@ -1,4 +1,4 @@
-"""Build Schakel's Grafana dashboards as plain JSON dicts and write them to dashboards/.
+"""Build Schakel's Grafana dashboards with grafana-foundation-sdk and write them to dashboards/.
 
 Run `python infra/grafana/generate.py` to regenerate, `--check` to verify the committed files.
 Every query uses only metrics from docs/metrics.md (plus `up`) and fixed range windows,
@@ -14,93 +14,82 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from grafana_foundation_sdk.builders import bargauge as sdk_bargauge
+from grafana_foundation_sdk.builders import common as sdk_common
+from grafana_foundation_sdk.builders import dashboard as sdk_dashboard
+from grafana_foundation_sdk.builders import prometheus as sdk_prometheus
+from grafana_foundation_sdk.builders import stat as sdk_stat
+from grafana_foundation_sdk.builders import timeseries as sdk_timeseries
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common as common_model
+from grafana_foundation_sdk.models import dashboard as dashboard_model
+
 DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboards"
-DATASOURCE: dict[str, str] = {"type": "prometheus", "uid": "prometheus"}
+DATASOURCE = dashboard_model.DataSourceRef(type_val="prometheus", uid="prometheus")
 SERVICES: tuple[str, ...] = ("intake", "routing", "feedback", "notify")
-GRID_WIDTH = 24
 
 Panel = dict[str, Any]
 Target = tuple[str, str]  # (expr, legendFormat)
+PanelBuilder = sdk_timeseries.Panel | sdk_stat.Panel | sdk_bargauge.Panel
 
 
 class Layout:
-    """Hand out panel ids and grid positions left to right, top to bottom."""
+    """A dashboard under construction: rows and panels in reading order, each panel with the next id.
+
+    The SDK's dashboard builder places them on the grid left to right, top to bottom.
+    """
 
     def __init__(self) -> None:
-        """Start at the top left with panel id 1."""
+        """An empty dashboard; panel ids start at 1."""
         self.next_id = 1
-        self.x = 0
-        self.y = 0
-        self.row_height = 0
-        self.panels: list[Panel] = []
-
-    def _place(self, panel: Panel, width: int, height: int) -> None:
-        """Give the panel an id and a position, wrapping to a new line when full."""
-        if self.x + width > GRID_WIDTH:
-            self.x, self.y, self.row_height = 0, self.y + self.row_height, 0
-        panel["id"] = self.next_id
-        panel["gridPos"] = {"h": height, "w": width, "x": self.x, "y": self.y}
-        self.next_id += 1
-        self.x += width
-        self.row_height = max(self.row_height, height)
-        self.panels.append(panel)
+        self.items: list[sdk_dashboard.Row | PanelBuilder] = []
 
     def row(self, title: str) -> None:
         """Start a new (expanded) row with a title."""
-        if self.x:
-            self.x, self.y, self.row_height = 0, self.y + self.row_height, 0
-        self._place({"type": "row", "title": title, "collapsed": False, "panels": []}, GRID_WIDTH, 1)
-        self.x, self.y, self.row_height = 0, self.y + 1, 0
+        self.items.append(sdk_dashboard.Row(title).id(self._id()).collapsed(False))
 
-    def add(self, panel: Panel, *, width: int = 12, height: int = 8) -> None:
+    def add(self, panel: PanelBuilder, *, width: int = 12, height: int = 8) -> None:
         """Add a panel of the given size."""
-        self._place(panel, width, height)
+        self.items.append(panel.id(self._id()).span(width).height(height))
+
+    def _id(self) -> int:
+        self.next_id += 1
+        return self.next_id - 1
 
 
-def _targets(targets: list[Target]) -> list[dict[str, Any]]:
-    """Turn (expr, legend) pairs into Prometheus targets with refIds A, B, ..."""
-    return [
-        {
-            "datasource": DATASOURCE,
-            "refId": chr(ord("A") + i),
-            "expr": expr,
-            "legendFormat": legend,
-            "range": True,
-            "instant": False,
-        }
-        for i, (expr, legend) in enumerate(targets)
-    ]
+def _targets(panel: PanelBuilder, targets: list[Target]) -> None:
+    """Prometheus range queries with refIds A, B, ..."""
+    for i, (expr, legend) in enumerate(targets):
+        panel.with_target(sdk_prometheus.Dataquery().datasource(DATASOURCE).ref_id(chr(ord("A") + i))
+                          .expr(expr).legend_format(legend).range())
+
+
+def _thresholds(steps: list[tuple[float | None, str]]) -> sdk_dashboard.ThresholdsConfig:
+    return sdk_dashboard.ThresholdsConfig().mode(dashboard_model.ThresholdsMode.ABSOLUTE).steps(
+        [dashboard_model.Threshold(value=value, color=color) for value, color in steps])
+
+
+def _last_value() -> sdk_common.ReduceDataOptions:
+    return sdk_common.ReduceDataOptions().calcs(["lastNotNull"]).fields("").values(False)
 
 
 def timeseries(
     title: str, targets: list[Target], *, unit: str = "short", description: str = "", stack: bool = False
-) -> Panel:
+) -> sdk_timeseries.Panel:
     """A time series panel."""
-    return {
-        "type": "timeseries",
-        "title": title,
-        "description": description,
-        "datasource": DATASOURCE,
-        "targets": _targets(targets),
-        "fieldConfig": {
-            "defaults": {
-                "unit": unit,
-                "min": 0,
-                "custom": {
-                    "drawStyle": "line",
-                    "lineWidth": 1,
-                    "fillOpacity": 10,
-                    "showPoints": "never",
-                    "stacking": {"mode": "normal" if stack else "none", "group": "A"},
-                },
-            },
-            "overrides": [],
-        },
-        "options": {
-            "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
-            "tooltip": {"mode": "multi", "sort": "desc"},
-        },
-    }
+    panel = (
+        sdk_timeseries.Panel().title(title).description(description).datasource(DATASOURCE).unit(unit).min(0)
+        .draw_style(common_model.GraphDrawStyle.LINE).line_width(1).fill_opacity(10)
+        .show_points(common_model.VisibilityMode.NEVER)
+        .stacking(sdk_common.StackingConfig().mode(
+            common_model.StackingMode.NORMAL if stack else common_model.StackingMode.NONE).group("A"))
+        .legend(sdk_common.VizLegendOptions().display_mode(common_model.LegendDisplayMode.LIST)
+                .placement(common_model.LegendPlacement.BOTTOM).show_legend(True))
+        .tooltip(sdk_common.VizTooltipOptions().mode(common_model.TooltipDisplayMode.MULTI)
+                 .sort(common_model.SortOrder.DESCENDING))
+    )
+    _targets(panel, targets)
+    return panel
 
 
 def stat(
@@ -110,85 +99,52 @@ def stat(
     unit: str = "short",
     description: str = "",
     thresholds: list[tuple[float | None, str]] | None = None,
-    mappings: list[dict[str, Any]] | None = None,
-) -> Panel:
+    mappings: list[dashboard_model.ValueMap] | None = None,
+) -> sdk_stat.Panel:
     """A single-value panel showing the last value of each series."""
-    steps = [{"value": value, "color": color} for value, color in (thresholds or [(None, "green")])]
-    return {
-        "type": "stat",
-        "title": title,
-        "description": description,
-        "datasource": DATASOURCE,
-        "targets": _targets(targets),
-        "fieldConfig": {
-            "defaults": {
-                "unit": unit,
-                "thresholds": {"mode": "absolute", "steps": steps},
-                "mappings": mappings or [],
-            },
-            "overrides": [],
-        },
-        "options": {
-            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-            "colorMode": "background",
-            "graphMode": "none",
-            "textMode": "auto",
-            "justifyMode": "auto",
-            "orientation": "auto",
-        },
-    }
+    panel = (
+        sdk_stat.Panel().title(title).description(description).datasource(DATASOURCE).unit(unit)
+        .thresholds(_thresholds(thresholds or [(None, "green")])).mappings(list(mappings or []))
+        .reduce_options(_last_value()).color_mode(common_model.BigValueColorMode.BACKGROUND)
+        .graph_mode(common_model.BigValueGraphMode.NONE).text_mode(common_model.BigValueTextMode.AUTO)
+        .justify_mode(common_model.BigValueJustifyMode.AUTO).orientation(common_model.VizOrientation.AUTO)
+    )
+    _targets(panel, targets)
+    return panel
 
 
-def bargauge(title: str, targets: list[Target], *, unit: str = "short", description: str = "") -> Panel:
+def bargauge(title: str, targets: list[Target], *, unit: str = "short", description: str = "") -> sdk_bargauge.Panel:
     """A horizontal bar gauge, one bar per series."""
-    return {
-        "type": "bargauge",
-        "title": title,
-        "description": description,
-        "datasource": DATASOURCE,
-        "targets": _targets(targets),
-        "fieldConfig": {
-            "defaults": {
-                "unit": unit,
-                "min": 0,
-                "thresholds": {"mode": "absolute", "steps": [{"value": None, "color": "blue"}]},
-            },
-            "overrides": [],
-        },
-        "options": {
-            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-            "orientation": "horizontal",
-            "displayMode": "gradient",
-            "showUnfilled": True,
-        },
-    }
+    panel = (
+        sdk_bargauge.Panel().title(title).description(description).datasource(DATASOURCE).unit(unit).min(0)
+        .thresholds(_thresholds([(None, "blue")])).reduce_options(_last_value())
+        .orientation(common_model.VizOrientation.HORIZONTAL)
+        .display_mode(common_model.BarGaugeDisplayMode.GRADIENT).show_unfilled(True)
+    )
+    _targets(panel, targets)
+    return panel
 
 
-def value_text(texts: dict[str, str]) -> dict[str, Any]:
+def value_text(texts: dict[str, str]) -> dashboard_model.ValueMap:
     """A value mapping that shows text instead of the given values."""
-    return {"type": "value", "options": {value: {"text": text} for value, text in texts.items()}}
+    return dashboard_model.ValueMap(options={value: dashboard_model.ValueMappingResult(text=text)
+                                             for value, text in texts.items()})
 
 
 def dashboard(*, uid: str, title: str, description: str, tags: list[str], layout: Layout) -> dict[str, Any]:
-    """Wrap panels in a dashboard document."""
-    return {
-        "uid": uid,
-        "title": title,
-        "description": description,
-        "tags": ["schakel", *tags],
-        "editable": False,
-        "graphTooltip": 1,
-        "refresh": "30s",
-        "schemaVersion": 39,
-        "version": 1,
-        "time": {"from": "now-6h", "to": "now"},
-        "timepicker": {},
-        "timezone": "browser",
-        "templating": {"list": []},
-        "annotations": {"list": []},
-        "links": [],
-        "panels": layout.panels,
-    }
+    """Build the dashboard with the SDK and return it as the JSON document Grafana reads."""
+    builder = (
+        sdk_dashboard.Dashboard(title).uid(uid).description(description).tags(["schakel", *tags])
+        .readonly().tooltip(dashboard_model.DashboardCursorSync.CROSSHAIR).refresh("30s").version(1)
+        .time("now-6h", "now").timezone("browser")
+    )
+    for item in layout.items:
+        if isinstance(item, sdk_dashboard.Row):
+            builder.with_row(item)
+        else:
+            builder.with_panel(item)
+    document: dict[str, Any] = json.loads(json.dumps(builder.build(), cls=JSONEncoder))
+    return document
 
 
 def _quantile(q: float, metric: str, *, by: str = "", window: str = "5m") -> str:
