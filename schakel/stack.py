@@ -19,6 +19,7 @@ import yaml
 from schakel.idp import LOCAL_ISSUER, demo_people, local_provider
 from schakel.kafka_broker import Broker
 from schakel.processes import DEFAULT_PORTS, SERVICES, http_ok
+from schakel.progress import progress_bar
 from schakel.supervisor import PROMETHEUS_PORT, SMTP_PORT, WERKBAK_PORT
 from schakel.topics_admin import ensure_topics
 from schakel.workers import format_workers, parse_workers, plan_workers
@@ -187,22 +188,29 @@ def demo() -> int:
     feedback = f"http://127.0.0.1:{DEFAULT_PORTS['feedback']}"
     mail_dir = settings.state_dir / "mail"
     before = set(mail_dir.glob("*.eml")) if mail_dir.exists() else set()
-    with httpx.Client(timeout=30) as client:
+    from rich.console import Console
+
+    # The demo's story is for a person: its lines and the bar on standard output (plain text off a terminal).
+    with httpx.Client(timeout=30) as client, progress_bar("demo", console=Console()) as progress:
+        task = progress.add_task("signalen", total=len(spec["signals"]))
+        say = progress.console.print
         for item in spec["signals"]:
             headers = {"Authorization": f"Bearer {tokens[item['partner']]}"}
             answer = client.post(f"{intake}/v1/signals", json=item["body"], headers=headers)
             if answer.status_code != 202:
-                print(f"  ! {item['name']}: {answer.status_code} {answer.text}")
+                say(f"  ! {item['name']}: {answer.status_code} {answer.text}", markup=False, highlight=False)
                 return 1
             signal_id = answer.json()["signal_id"]
             state = _wait_for_state(client, feedback, signal_id, headers)
-            print(f"- {item['name']} ({item['partner']}): {answer.json()['reference']} → "
-                  f"{state['route']} / {state['body']['name']} (regel {state['routing']['rule_id']})")
+            say(f"- {item['name']} ({item['partner']}): {answer.json()['reference']} → "
+                f"{state['route']} / {state['body']['name']} (regel {state['routing']['rule_id']})",
+                markup=False, highlight=False)
             for step in item.get("then", []):
                 acted = client.post(f"{feedback}/v1/signals/{signal_id}/events", json=step["event"],
                                     headers={"Authorization": f"Bearer {tokens[step['as']]}"})
-                print(f"    {step['as']}: {step['event']['type']} → {acted.status_code} "
-                      f"{acted.json().get('status', acted.json().get('code'))}")
+                say(f"    {step['as']}: {step['event']['type']} → {acted.status_code} "
+                    f"{acted.json().get('status', acted.json().get('code'))}", markup=False, highlight=False)
+            progress.advance(task)
     _show_mail(mail_dir, before)
     _show_logins()
     return 0

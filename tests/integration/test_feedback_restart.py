@@ -115,7 +115,20 @@ def test_the_seed_cycle_authorisation_and_audit_trail_hold_over_http(system: Sys
     assert {"id", "time", "actor_partner_id", "on_behalf_of", "action", "outcome", "signal_id"} <= set(exported[0])
     assert export_audit(system, "--since", "2999-01-01T00:00:00+00:00") == []
     assert any(r["data"]["action"] == "export" for r in audit_records(system))
+    assert_the_export_shows_its_progress_on_a_terminal(system, signal_id)
     assert_every_error_is_a_dutch_problem(system, signal_id)
+
+
+def assert_the_export_shows_its_progress_on_a_terminal(system: System, signal_id: str) -> None:
+    """On a terminal a rich bar on standard error counts the records read; standard output stays JSON lines."""
+    done = subprocess.run([sys.executable, "-m", "schakel", "audit", "export", "--signal", signal_id],
+                          capture_output=True, text=True, timeout=60, check=True, cwd=REPO_ROOT,
+                          env={**os.environ, "SCHAKEL_KAFKA_BOOTSTRAP": system.broker.bootstrap,
+                               "TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1", "COLUMNS": "120"})
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert lines and all(line["signal_id"] == signal_id for line in lines)
+    total = len(audit_records(system)) - 1  # everything on audit.log before this export's own record
+    assert "exporting audit.log" in done.stderr and f"{total}/{total}" in done.stderr, done.stderr[-2000:]
 
 
 def assert_problem(response: httpx.Response, status: int, code: str) -> None:
