@@ -30,7 +30,7 @@ from kafka import KafkaProducer
 from bench.results import RESULTS, write_results
 from bench.stack import start_broker
 from schakel.replay_cli import replay_topic
-from shared.events import Contact, SignalReceived, Urgency, deterministic_id, encode_event, make_event
+from shared.events import Contact, SignalReceived, Urgency, deterministic_id, encode_event, make_event, source_urn
 from shared.municipality import Municipality, load_municipality
 from shared.pseudonym import family_key, subject_key
 from shared.settings import REPO_ROOT
@@ -108,7 +108,7 @@ def write_history(bootstrap: str, count: int) -> dict[str, int]:
     rng = random.Random(11)
     written = {"signals": 0, "redeliveries": 0, "undecodable": 0}
     for signal in history(count):
-        value = encode_event(make_event(signal, source="schakel/intake", subject=signal.signal_id,
+        value = encode_event(make_event(signal, source=source_urn("intake"), subject=signal.signal_id,
                                         event_id=deterministic_id("received", signal.signal_id)))
         key = signal.subject_key.encode()
         producer.send(SIGNALS_RECEIVED.name, key=key, value=value)

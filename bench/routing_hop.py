@@ -14,7 +14,7 @@ from bench import procstat
 from bench.chain_metrics import loop_figures
 from bench.stats import rate_between
 from schakel.processes import ServiceProcess
-from shared.events import Contact, SignalReceived, Urgency, deterministic_id, encode_event, make_event
+from shared.events import Contact, SignalReceived, Urgency, deterministic_id, encode_event, make_event, source_urn
 from shared.pseudonym import subject_key
 from shared.topics import SIGNALS_RECEIVED
 
@@ -33,7 +33,7 @@ def signals(count: int, tag: str) -> list[tuple[bytes, bytes]]:
             received_at=datetime.now(UTC),
             reporter=Contact(name="Juf", email=f"melder-hop-{n}@delinde.example"), legal_basis="meldrecht",
             parents_informed=True)
-        value = encode_event(make_event(signal, source="schakel/intake", subject=sid,
+        value = encode_event(make_event(signal, source=source_urn("intake"), subject=sid,
                                         event_id=deterministic_id("received", sid)))
         out.append((signal.subject_key.encode(), value))
     return out

@@ -14,10 +14,11 @@ import argparse
 import json
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from schakel.progress import progress_bar
 from shared.settings import Settings
 
 TOPIC = "audit.log"
@@ -28,9 +29,12 @@ def _instant(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def read_audit(bootstrap: str, *, since: datetime | None, until: datetime | None,
-               signal_id: str | None = None) -> Iterator[dict[str, Any]]:
-    """Audit records from `since` (inclusive) to `until` (exclusive), oldest first per partition."""
+def read_audit(bootstrap: str, *, since: datetime | None, until: datetime | None, signal_id: str | None = None,
+               on_progress: Callable[[int, int], None] = lambda read, total: None) -> Iterator[dict[str, Any]]:
+    """Audit records from `since` (inclusive) to `until` (exclusive), oldest first per partition.
+
+    `on_progress(read, total)` hears after each fetched batch how many of the records to read were read.
+    """
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
@@ -47,10 +51,14 @@ def read_audit(bootstrap: str, *, since: datetime | None, until: datetime | None
         else:
             consumer.seek_to_beginning(*partitions)
         remaining = {tp for tp in partitions if consumer.position(tp) < ends[tp]}
+        total = sum(ends[tp] - consumer.position(tp) for tp in remaining)
+        read = 0
         while remaining:
             batch = consumer.poll(timeout_ms=2000)
             if not batch:
                 break
+            read += sum(1 for tp, records in batch.items() for record in records if record.offset < ends[tp])
+            on_progress(min(read, total), total)
             for tp, records in batch.items():
                 for record in records:
                     if record.offset >= ends[tp]:
@@ -84,9 +92,16 @@ def export(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     since = _instant(args.since) if args.since else None
     until = _instant(args.until) if args.until else None
     count = 0
-    for line in read_audit(settings.kafka_bootstrap, since=since, until=until, signal_id=args.signal):
-        out.write(json.dumps(line, ensure_ascii=False) + "\n")
-        count += 1
+    with progress_bar("exporting") as progress:
+        task = progress.add_task("audit.log", total=None)
+
+        def advanced(read: int, total: int) -> None:
+            progress.update(task, completed=read, total=total)
+
+        for line in read_audit(settings.kafka_bootstrap, since=since, until=until, signal_id=args.signal,
+                               on_progress=advanced):
+            out.write(json.dumps(line, ensure_ascii=False) + "\n")
+            count += 1
     _record_export(settings.kafka_bootstrap, signal_id=args.signal)
     print(f"exported {count} audit records", file=sys.stderr)
     return 0
@@ -96,15 +111,16 @@ def _record_export(bootstrap: str, *, signal_id: str | None) -> None:
     """Log the export on audit.log (who: the operator at this machine, no name)."""
     from kafka import KafkaProducer
 
-    from shared.events import AuditRecorded, encode_event, make_event, utcnow
+    from shared.events import CLOUDEVENT_HEADERS, AuditRecorded, encode_event, make_event, source_urn, utcnow
 
     record = AuditRecorded(audit_id=str(uuid.uuid4()), signal_id=signal_id, actor_partner_id="operator",
                            on_behalf_of="operator", action="export", outcome="allowed", service="schakel-cli",
                            at=utcnow())
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     try:
-        event = make_event(record, source="schakel/cli", subject=signal_id or "", event_id=record.audit_id)
-        producer.send(TOPIC, key=(signal_id or "").encode(), value=encode_event(event)).get(timeout=10)
+        event = make_event(record, source=source_urn("cli"), subject=signal_id, event_id=record.audit_id)
+        producer.send(TOPIC, key=(signal_id or "").encode(), value=encode_event(event),
+                      headers=list(CLOUDEVENT_HEADERS)).get(timeout=10)
     finally:
         producer.close()
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from shared.events import EVENT_MODELS, CloudEvent
+from shared.events import EVENT_MODELS, STRUCTURED_CONTENT_TYPE, CloudEvent
 from shared.topics import ALL_TOPICS
 
 # Which events travel on which topic (topics not listed carry raw records, e.g. dead letters).
@@ -47,6 +47,9 @@ def asyncapi_document() -> dict[str, Any]:
             "title": model.__name__,
             "summary": (model.__doc__ or "").strip(),
             "contentType": "application/cloudevents+json",
+            # The structured mode of the CloudEvents Kafka binding (ADR 0018).
+            "headers": {"type": "object", "required": ["content-type"],
+                        "properties": {"content-type": {"const": STRUCTURED_CONTENT_TYPE}}},
             "payload": {
                 "allOf": [
                     {"$ref": "#/components/schemas/CloudEvent"},
@@ -75,7 +78,8 @@ def asyncapi_document() -> dict[str, Any]:
     messages["RawRecord"] = {
         "name": "raw-record",
         "summary": "The original record, unchanged, with provenance headers (dead-letter topics).",
-        "headers": {"type": "object", "properties": {
+        "headers": {"type": "object", "required": ["content-type"], "properties": {
+            "content-type": {"type": "string", "description": "the original record's content type"},
             "schakel-original-topic": {"type": "string"}, "schakel-original-partition": {"type": "string"},
             "schakel-original-offset": {"type": "string"}, "schakel-error-code": {"type": "string"}}},
         "payload": {"type": "string", "format": "binary"},

@@ -1,7 +1,16 @@
-"""CloudEvents 1.0 envelope and the pydantic models of every event (the contract)."""
+"""CloudEvents 1.0 envelope and the pydantic models of every event (the contract).
+
+Events follow the NL GOV profile for CloudEvents and travel in the structured mode of the CloudEvents Kafka
+protocol binding (ADR 0018): the record value is the whole envelope as JSON and the record carries
+`content-type: application/cloudevents+json; charset=UTF-8`. `source` is a URN of the Schakel component
+(`urn:nld:oin:<the municipality's OIN>:systeem:schakel-<component>`), `type` is reverse-DNS from `nl.` with
+a version suffix, `time` is when the event was logged (written), and `subject` is a signal id or absent —
+never personal data.
+"""
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from datetime import UTC, datetime
@@ -11,6 +20,27 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
 SCHAKEL_NAMESPACE = uuid.UUID("6f1c3a52-7d8e-4b1f-9a3c-2e5d8f0b4c71")
+
+# The structured mode of the CloudEvents Kafka binding: this header on every record whose value is an envelope.
+CONTENT_TYPE_HEADER = "content-type"
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
+CLOUDEVENT_HEADERS: tuple[tuple[str, bytes], ...] = ((CONTENT_TYPE_HEADER, STRUCTURED_CONTENT_TYPE.encode()),)
+# Records that are not events (intake's idempotency log, notify's e-mail dead letters) say they are plain JSON.
+JSON_HEADERS: tuple[tuple[str, bytes], ...] = ((CONTENT_TYPE_HEADER, b"application/json"),)
+# The municipality's OIN (Organisatie-identificatienummer, 20 digits) names the source system (NL GOV profile);
+# SCHAKEL_OIN, read once per process. The default is a development value, not a registered OIN.
+DEVELOPMENT_OIN = "00000000000000000000"
+OIN = os.environ.get("SCHAKEL_OIN", DEVELOPMENT_OIN)
+if not re.fullmatch(r"[0-9]{20}", OIN):
+    raise ValueError("SCHAKEL_OIN must be the 20 digits of an OIN")
+EVENT_TYPE = re.compile(r"^nl\.schakel(\.[a-z][a-z0-9_]*)+\.v[0-9]+$")
+
+
+def source_urn(component: str) -> str:
+    """The CloudEvents `source` of a Schakel component (intake, routing, ..., cli): a URN per the NL GOV profile."""
+    if not re.fullmatch(r"[a-z][a-z0-9-]*", component):
+        raise ValueError(f"not a component name: {component!r}")
+    return f"urn:nld:oin:{OIN}:systeem:schakel-{component}"
 
 
 def deterministic_id(*parts: str) -> str:
@@ -374,16 +404,18 @@ class UndecodableRecord(ValueError):
         self.detail = detail
 
 
-def make_event(data: Contract, *, source: str, subject: str, event_id: str | None = None) -> CloudEvent:
-    """Wrap a payload in a CloudEvents envelope."""
+def make_event(data: Contract, *, source: str, subject: str | None, event_id: str | None = None) -> CloudEvent:
+    """Wrap a payload in a CloudEvents envelope, logged now (`time`); `subject` a signal id or None."""
     payload = data.model_dump(mode="json")
     event_type = payload.pop("event_type")
+    if not source.startswith("urn:nld:") or not EVENT_TYPE.match(event_type):
+        raise ValueError(f"not per the NL GOV profile: source {source!r}, type {event_type!r}")
     return CloudEvent(
         id=event_id or str(uuid.uuid4()),
         source=source,
         type=event_type,
         time=utcnow(),
-        subject=subject,
+        subject=subject or None,
         data=payload,
     )
 
@@ -393,8 +425,24 @@ def encode_event(event: CloudEvent) -> bytes:
     return event.model_dump_json(exclude_none=True).encode()
 
 
-def decode_event(raw: bytes | None) -> tuple[CloudEvent, Contract]:
-    """Parse and validate a record value; raise UndecodableRecord with a code."""
+def content_type_of(headers: Any) -> str | None:
+    """The content-type header of a Kafka record (headers as a list of pairs or a mapping), if any."""
+    pairs = headers.items() if isinstance(headers, dict) else (headers or ())
+    for name, value in pairs:
+        if name.lower() == CONTENT_TYPE_HEADER:
+            return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+    return None
+
+
+def decode_event(raw: bytes | None, *, content_type: str | None = None) -> tuple[CloudEvent, Contract]:
+    """Parse and validate a record value; raise UndecodableRecord with a code.
+
+    A record in the binding's structured mode says so in `content_type`; one without the header was written
+    before Schakel set it (ADR 0018) and is read as structured too. Any other content type (the binding's
+    binary mode among them) is refused.
+    """
+    if content_type is not None and content_type.split(";")[0].strip().lower() != "application/cloudevents+json":
+        raise UndecodableRecord("unsupported_content_type", "not a structured-mode CloudEvent")
     if raw is None:
         raise UndecodableRecord("empty_record", "record has no value")
     try:

@@ -8,6 +8,7 @@ from pathlib import Path
 import faust
 
 from shared import faust_compat
+from shared.events import CLOUDEVENT_HEADERS, CloudEvent, encode_event
 from shared.settings import Settings
 
 
@@ -58,3 +59,8 @@ async def send_and_wait(
     """Produce one record and wait for the broker's acknowledgement."""
     producer = await app.maybe_start_producer()
     await producer.send_and_wait(topic, key, value, partition=None, timestamp=None, headers=headers)
+
+
+async def send_event_and_wait(app: faust.App, *, topic: str, key: bytes | None, event: CloudEvent) -> None:
+    """Produce one CloudEvent in the binding's structured mode (content-type header) and wait for the ack."""
+    await send_and_wait(app, topic=topic, key=key, value=encode_event(event), headers=list(CLOUDEVENT_HEADERS))

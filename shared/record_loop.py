@@ -35,7 +35,15 @@ import structlog
 from pydantic import ValidationError
 
 from shared import faust_compat
-from shared.events import CloudEvent, Contract, UndecodableRecord, decode_event, encode_event
+from shared.events import (
+    CLOUDEVENT_HEADERS,
+    CloudEvent,
+    Contract,
+    UndecodableRecord,
+    content_type_of,
+    decode_event,
+    encode_event,
+)
 from shared.metrics import HopMetrics
 
 log = structlog.get_logger(__name__)
@@ -54,8 +62,8 @@ class Publish:
 
     @classmethod
     def event(cls, topic: str, *, key: str, event: CloudEvent) -> Publish:
-        """A CloudEvent keyed by a text key."""
-        return cls(topic, key.encode(), encode_event(event))
+        """A CloudEvent keyed by a text key, in the structured mode of the CloudEvents Kafka binding."""
+        return cls(topic, key.encode(), encode_event(event), CLOUDEVENT_HEADERS)
 
 
 @dataclass(frozen=True)
@@ -135,9 +143,11 @@ def fatal(exc: BaseException) -> None:
     os._exit(70)
 
 
-def provenance_headers(*, topic: str, partition: int, offset: int, code: str, service: str) -> list[tuple[str, bytes]]:
-    """Headers that say where a dead letter came from and why."""
+def provenance_headers(*, topic: str, partition: int, offset: int, code: str, service: str,
+                       content_type: str | None = None) -> list[tuple[str, bytes]]:
+    """Headers that say where a dead letter came from and why, and what its value is (the original's type)."""
     return [
+        ("content-type", (content_type or "application/octet-stream").encode()),
         ("schakel-original-topic", topic.encode()),
         ("schakel-original-partition", str(partition).encode()),
         ("schakel-original-offset", str(offset).encode()),
@@ -217,7 +227,8 @@ class RecordLoop:
     def _decide(self, event: Any, handler: Handler, view: TableView) -> Effects:
         message = event.message
         try:
-            envelope, data = decode_event(event.value)
+            headers = getattr(message, "headers", None)
+            envelope, data = decode_event(event.value, content_type=content_type_of(headers))
             with faust_compat.as_current_event(event):
                 return handler(Incoming(envelope, data, event.key, message.topic), view)
         except UndecodableRecord as exc:
@@ -253,7 +264,8 @@ class RecordLoop:
     def dead_letter(self, message: Any, code: str) -> Effects:
         """The original record with provenance for the dead-letter topic, counted once it is written."""
         headers = provenance_headers(topic=message.topic, partition=message.partition, offset=message.offset,
-                                     code=code, service=self.service)
+                                     code=code, service=self.service,
+                                     content_type=content_type_of(getattr(message, "headers", None)))
         record = Publish(self.dlq_topic, message.key, message.value or b"", tuple(headers))
 
         def counted() -> None:

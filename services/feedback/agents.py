@@ -17,7 +17,7 @@ from services.feedback.lifecycle import SignalRecord
 from services.feedback.metrics import ROUTES, URGENCIES, FeedbackMetrics
 from services.feedback.replies import Replies
 from services.feedback.sla_config import SlaConfig, sla_config_for
-from shared.events import SlaCheckRequested, make_event, utcnow
+from shared.events import SlaCheckRequested, make_event, source_urn, utcnow
 from shared.faust_compat import faust_ready
 from shared.municipality import Municipality
 from shared.record_loop import LINGER_S, Publish, RecordLoop, produce_all
@@ -97,7 +97,7 @@ class FeedbackCore:
                 continue
             request = SlaCheckRequested(signal_id=signal_id, attempt=self.index.attempt.get(signal_id, 1),
                                         requested_at=now)
-            event = make_event(request, source="schakel/feedback", subject=signal_id)
+            event = make_event(request, source=source_urn("feedback"), subject=signal_id)
             # Marked before the send: the agent may handle the check while this coroutine awaits the acks.
             self.checks_in_flight[signal_id] = time.monotonic()
             asks.append(Publish.event(LIFECYCLE_REQUESTS.name, key=signal_id, event=event))

@@ -15,12 +15,12 @@ from typing import Literal
 import faust
 
 from services.feedback.lifecycle import PersonScope, SignalRecord, is_body, is_reporter
-from shared.events import AuditRecorded, encode_event, make_event
-from shared.kafka import send_and_wait
+from shared.events import AuditRecorded, make_event, source_urn
+from shared.kafka import send_event_and_wait
 from shared.persons import PersonIdentity
 from shared.topics import AUDIT_LOG
 
-SOURCE = "schakel/feedback"
+SOURCE = source_urn("feedback")
 
 
 def capacity(record: SignalRecord | None, partner_id: str, person: PersonScope | None = None) -> str:
@@ -52,5 +52,5 @@ def audit_record(
 
 async def write_audit(app: faust.App, record: AuditRecorded) -> None:
     """Publish an audit record keyed by signal id and wait for the broker's acknowledgement."""
-    event = make_event(record, source=SOURCE, subject=record.signal_id or "", event_id=record.audit_id)
-    await send_and_wait(app, topic=AUDIT_LOG.name, key=(record.signal_id or "").encode(), value=encode_event(event))
+    event = make_event(record, source=SOURCE, subject=record.signal_id, event_id=record.audit_id)
+    await send_event_and_wait(app, topic=AUDIT_LOG.name, key=(record.signal_id or "").encode(), event=event)

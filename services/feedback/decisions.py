@@ -41,6 +41,7 @@ from shared.events import (
     UndecodableRecord,
     deterministic_id,
     make_event,
+    source_urn,
     utcnow,
 )
 from shared.municipality import Municipality
@@ -76,7 +77,7 @@ def write_record(record: SignalRecord) -> TableWrite:
 
 def lifecycle_publish(event: SignalLifecycleChanged, *, event_id: str) -> Publish:
     """A lifecycle event for `signals.lifecycle`, keyed by signal id."""
-    cloud = make_event(event, source="schakel/feedback", subject=event.signal_id, event_id=event_id)
+    cloud = make_event(event, source=source_urn("feedback"), subject=event.signal_id, event_id=event_id)
     return Publish.event(SIGNALS_LIFECYCLE.name, key=event.signal_id, event=cloud)
 
 
@@ -180,7 +181,7 @@ class FeedbackDecisions:
             refusal_status=refusal.status if refusal else None, refusal_code=refusal.code if refusal else None,
             refusal_message=refusal.message if refusal else None,
         )
-        event = make_event(reply, source="schakel/feedback", subject=signal_id,
+        event = make_event(reply, source=source_urn("feedback"), subject=signal_id,
                            event_id=deterministic_id("lifecycle-reply", request_id))
         return Effects(answers=[Publish.event(LIFECYCLE_REPLIES.name, key=reply_to, event=event)])
 
@@ -200,7 +201,7 @@ class FeedbackDecisions:
         for emission in emissions:
             event = sla_event(record, emission, at=now)
             topic = SLA_BREACHED.name if isinstance(event, SlaBreached) else SLA_WARNING.name
-            cloud = make_event(event, source="schakel/feedback", subject=record.signal_id,
+            cloud = make_event(event, source=source_urn("feedback"), subject=record.signal_id,
                                event_id=emission_event_id(record, emission))
             effects.publish.append(Publish.event(topic, key=record.signal_id, event=cloud))
             effects.after.append(self._counter(record, emission, now))

@@ -17,11 +17,11 @@ from shared.events import (
     LifecycleRequested,
     SignalReadRequested,
     deterministic_id,
-    encode_event,
     make_event,
+    source_urn,
     utcnow,
 )
-from shared.kafka import send_and_wait
+from shared.kafka import send_event_and_wait
 from shared.topics import LIFECYCLE_REQUESTS
 
 log = structlog.get_logger(__name__)
@@ -57,11 +57,11 @@ class SignalPort:
     async def _ask(self, request_id: str, signal_id: str, asked: Contract, *, event_id: str) -> Answer:
         replies = self.core.replies
         future = replies.expect(request_id)
-        event = make_event(asked, source="schakel/feedback", subject=signal_id, event_id=event_id)
+        event = make_event(asked, source=source_urn("feedback"), subject=signal_id, event_id=event_id)
         try:
             await asyncio.wait_for(replies.listening.wait(), timeout=REQUEST_TIMEOUT_S)
-            await asyncio.wait_for(send_and_wait(self.core.app, topic=LIFECYCLE_REQUESTS.name,
-                                                 key=signal_id.encode(), value=encode_event(event)),
+            await asyncio.wait_for(send_event_and_wait(self.core.app, topic=LIFECYCLE_REQUESTS.name,
+                                                       key=signal_id.encode(), event=event),
                                    timeout=REQUEST_TIMEOUT_S)
             self.core.metrics.hop.produced.labels(topic=LIFECYCLE_REQUESTS.name).inc()
             return await asyncio.wait_for(future, timeout=REQUEST_TIMEOUT_S)

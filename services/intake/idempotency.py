@@ -16,6 +16,7 @@ from services.intake.answers import PendingAnswers, claim_wins
 from services.intake.ledger import Claim, Done, Ledger, claim_record, done_record, release_record
 from services.intake.publisher import BrokerUnavailable, Publisher
 from services.intake.settings import IntakeSettings
+from shared.events import JSON_HEADERS
 from shared.metrics import HopMetrics
 from shared.retry import retry_with_backoff, stopped_on_error
 from shared.topics import INTAKE_IDEMPOTENCY
@@ -134,7 +135,7 @@ class IdempotencyStore:
         claim = Claim(str(uuid.uuid4()), fingerprint, time.time(), self.lease_s)
         key, value = claim_record(slot, claim_id=claim.claim_id, fingerprint=fingerprint, at=claim.at,
                                   lease_s=claim.lease_s)
-        metadata = await self.publisher.publish(topic=self.topic, key=key, value=value)
+        metadata = await self.publisher.publish(topic=self.topic, key=key, value=value, headers=list(JSON_HEADERS))
         self._count("produced")
         # Everything before the claim decides; the claim itself need not be read back (ADR 0005, point 4).
         caught_up = await self.wait_for(lambda: self.position >= metadata.offset,
@@ -157,7 +158,7 @@ class IdempotencyStore:
             key, value = done_record(slot, claim_id=answer.claim_id, fingerprint=answer.fingerprint,
                                      response=answer.response)
             try:
-                await self.publisher.publish(topic=self.topic, key=key, value=value)
+                await self.publisher.publish(topic=self.topic, key=key, value=value, headers=list(JSON_HEADERS))
             except BrokerUnavailable:
                 log.warning("idempotency_answer_not_recorded", signal_id=answer.response.get("signal_id"),
                             retry_in_s=delay)
@@ -172,7 +173,7 @@ class IdempotencyStore:
         """Give a slot up after a failed publish, so a retry need not wait for the lease (best effort)."""
         key, value = release_record(slot, claim_id=claim_id)
         with contextlib.suppress(BrokerUnavailable):
-            await self.publisher.publish(topic=self.topic, key=key, value=value)
+            await self.publisher.publish(topic=self.topic, key=key, value=value, headers=list(JSON_HEADERS))
             self._count("produced")
 
     def _count(self, direction: str) -> None:

@@ -18,7 +18,7 @@ from services.intake.signing import IDEMPOTENCY_HEADER, PARTNER_HEADER, SIGNATUR
 from services.intake.submission import Accepted, Intake, Rejected
 from services.intake.validation import MAX_BODY_BYTES
 from shared import fastjson
-from shared.events import CloudEvent
+from shared.events import CloudEvent, content_type_of
 from shared.pseudonym import seal
 from shared.record_loop import fatal, provenance_headers
 from shared.retry import retry_with_backoff, stopped_on_error
@@ -168,6 +168,10 @@ class InboundConsumer:
             return ("bad_signature", "De handtekening klopt niet."), partner.kind
         if "signals:submit" not in partner.scopes:
             return ("forbidden", "Deze partner mag geen signalen indienen."), partner.kind
+        content_type = content_type_of(record.headers)
+        if content_type is not None and not content_type.lower().startswith("application/cloudevents+json"):
+            return ("unsupported_content_type", "Stuur een CloudEvent in de structured mode "
+                    "(content-type application/cloudevents+json)."), partner.kind
         try:
             fastjson.loads(value)
         except (ValueError, RecursionError):

@@ -18,7 +18,7 @@ from services.intake.metrics import IntakeMetrics
 from services.intake.publisher import BrokerUnavailable, Publisher
 from services.intake.settings import IntakeSettings
 from services.intake.validation import SignalIn, describe_errors, parse_signal
-from shared.events import deterministic_id, encode_event, make_event, utcnow
+from shared.events import CLOUDEVENT_HEADERS, deterministic_id, encode_event, make_event, source_urn, utcnow
 from shared.municipality import Municipality, Partner
 from shared.topics import SIGNALS_RECEIVED
 
@@ -174,11 +174,11 @@ class Intake:
             signal, partner=partner, signal_id=signal_id, received_at=utcnow(), pseudonym_secret=self._secret,
             sealing_key=self.settings.sealing_key.get_secret_value(),
         )
-        event = make_event(received, source="schakel/intake", subject=signal_id,
+        event = make_event(received, source=source_urn("intake"), subject=signal_id,
                            event_id=deterministic_id("received", signal_id))
         try:
             await self.publisher.publish(topic=SIGNALS_RECEIVED.name, key=received.subject_key,
-                                         value=encode_event(event))
+                                         value=encode_event(event), headers=list(CLOUDEVENT_HEADERS))
         except BrokerUnavailable:
             return self.unavailable()
         self.metrics.hop.produced.labels(topic=SIGNALS_RECEIVED.name).inc()

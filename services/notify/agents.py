@@ -90,7 +90,7 @@ class NotifyCore:
             due = DigestDue(recipient_key=key.decode(), period=period, due_at=start)
             event_id = deterministic_id("digest-due", key.decode(), period)
             records.append(Publish.event(NOTIFICATIONS_DIGEST.name, key=key.decode(),
-                                         event=make_event(due, source=SOURCE, subject=key.decode(), event_id=event_id)))
+                                         event=make_event(due, source=SOURCE, subject=None, event_id=event_id)))
         await produce_all(self.app, records)
         for key in due_keys:
             self.announced.add((key, period))

@@ -30,6 +30,7 @@ from services.notify.recipients import PlannedMail, plan
 from services.notify.rendering import message_id_for, render, thread_id_for
 from services.notify.smtp import PermanentSmtpError
 from shared.events import (
+    JSON_HEADERS,
     CloudEvent,
     Contract,
     DigestDue,
@@ -38,6 +39,7 @@ from shared.events import (
     SignalAssigned,
     deterministic_id,
     make_event,
+    source_urn,
 )
 from shared.municipality import Municipality
 from shared.record_loop import Effects, Incoming, Publish, TableView, TableWrite
@@ -46,7 +48,7 @@ from shared.topics import NOTIFICATIONS_DIGEST, NOTIFICATIONS_DLQ, NOTIFICATIONS
 log = structlog.get_logger(__name__)
 SENT_LOG = "sent-log"
 DIGEST_PENDING = "digest-pending"
-SOURCE = "schakel/notify"
+SOURCE = source_urn("notify")
 _ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>]+>?")
 
 
@@ -78,6 +80,7 @@ def dead_letter(*, signal_id: str, source_event_id: str, kind: str, role: str, m
                 exc: PermanentSmtpError, metrics: NotifyMetrics) -> Effects:
     """A refused e-mail for notifications.dlq (no address, no content), counted once written."""
     headers = (
+        *JSON_HEADERS,
         ("schakel-error-code", f"smtp_{exc.code}".encode()),
         ("schakel-source-event-id", source_event_id.encode()),
         ("schakel-template", kind.encode()),

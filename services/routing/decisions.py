@@ -28,7 +28,6 @@ from shared.events import (
     SignalLifecycleChanged,
     SignalReceived,
     UndecodableRecord,
-    encode_event,
     make_event,
     utcnow,
 )
@@ -70,8 +69,7 @@ class RoutingDecisions:
         if state.new_partner_match:
             effects.add(self._match("subject", data.subject_key, me, state, now))
         if data.family_key:
-            forwarded = encode_event(assigned_event(assigned))
-            effects.publish.append(Publish(FAMILY_TOPIC, data.family_key.encode(), forwarded))
+            effects.publish.append(Publish.event(FAMILY_TOPIC, key=data.family_key, event=assigned_event(assigned)))
         effects.writes.append(TableWrite(SUBJECTS, data.subject_key, remember(entry, me, window=loaded.book.window)))
 
         def counted() -> None:

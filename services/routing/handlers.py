@@ -14,10 +14,11 @@ from shared.events import (
     Urgency,
     deterministic_id,
     make_event,
+    source_urn,
 )
 from shared.municipality import Municipality
 
-SOURCE = "schakel/routing"
+SOURCE = source_urn("routing")
 
 
 def facts_of(signal: SignalReceived, match: MatchState) -> Facts:

@@ -33,6 +33,7 @@ from shared.events import (
     deterministic_id,
     encode_event,
     make_event,
+    source_urn,
 )
 from shared.kafka import create_faust_app
 from shared.municipality import load_municipality
@@ -132,7 +133,8 @@ def assigned(n: int, *, school: str = "12AB", partner: str = "obs-de-linde", bod
         partner_kind="school", school_brin=school, reporter=Contact(name="Melder", email=f"melder{n}@school.example"),
         received_at=T0, assigned_at=T0,
     )
-    return sid, make_event(data, source="test", subject=sid, event_id=deterministic_id("assigned", sid, "1"))
+    return sid, make_event(data, source=source_urn("test"), subject=sid,
+                           event_id=deterministic_id("assigned", sid, "1"))
 
 
 async def test_an_assignment_mails_each_recipient_once_and_records_it(harness: Harness) -> None:
@@ -235,9 +237,10 @@ async def test_items_queued_after_the_digest_time_wait_for_the_next_digest(harne
                              source_event_id="e1", item_id="i1", queued_at=datetime(2026, 3, 2, 15, tzinfo=UTC))
     late = early.model_copy(update={"signal_id": "s2", "reference": "SK-2026-000002", "item_id": "i2",
                                     "queued_at": datetime(2026, 3, 3, 6, 10, tzinfo=UTC)})  # 07:10 local
-    await harness.feed("notify-digest", [(key, make_event(e, source="t", subject=key)) for e in (early, late)])
+    await harness.feed("notify-digest", [(key, make_event(e, source=source_urn("test"), subject=None))
+                                          for e in (early, late)])
     due = DigestDue(recipient_key=key, period="2026-03-03", due_at=datetime(2026, 3, 3, 6, 0, tzinfo=UTC))
-    await harness.feed("notify-digest", [(key, make_event(due, source="t", subject=key))])
+    await harness.feed("notify-digest", [(key, make_event(due, source=source_urn("test"), subject=None))])
     [digest] = harness.sender.sent
     body = digest.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "SK-2026-000001" in body and "SK-2026-000002" not in body

@@ -23,6 +23,7 @@ from shared.events import (
     deterministic_id,
     encode_event,
     make_event,
+    source_urn,
 )
 from shared.kafka import create_faust_app
 from shared.municipality import load_municipality
@@ -85,7 +86,7 @@ async def feed(harness: Harness, agent_name: str, records: list[tuple[str, Any]]
             subject = getattr(payload, "signal_id", "x")
             event_id = deterministic_id("in", subject, type(payload).__name__, str(getattr(payload, "attempt", 0)),
                                         str(getattr(payload, "change", "")))
-            event = make_event(payload, source="test", subject=subject, event_id=event_id)
+            event = make_event(payload, source=source_urn("test"), subject=subject, event_id=event_id)
             await ctx.put(encode_event(event), key=key.encode())
 
 

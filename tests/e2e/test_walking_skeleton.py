@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from shared.events import decode_event
+from shared.topics import ALL_TOPICS
 from tests.conftest import start_broker
 from tests.harness import System, read_topic
 
@@ -126,3 +131,52 @@ def test_the_seed_story_matches_school_and_police_and_tells_the_coordinator_and_
         system.wait_for_mail(address, subject_contains="Match")
     system.wait_for_mail("jvc@lindendam.example", subject_contains=reference)
     assert "123456782" not in _all_mail_text(system)
+
+
+STRUCTURED = "application/cloudevents+json; charset=UTF-8"
+SOURCE = re.compile(r"^urn:nld:oin:[0-9]{20}:systeem:schakel-[a-z][a-z0-9-]*$")
+EVENT_TYPE = re.compile(r"^nl\.[a-z0-9]+(\.[a-z][a-z0-9_]*)+\.v[0-9]+$")
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# Not events: intake's idempotency log is plain JSON; dead letters keep the original's (or notify's JSON) type.
+NOT_EVENTS = {"intake.idempotency": "application/json"}
+DEAD_LETTERS = {spec.name for spec in ALL_TOPICS if spec.name.endswith(".dlq")}
+CANARIES = (BSN, "123456782", PUPIL_REF, "L-SEED", "FAM-99", "FAM-SEED", "kort lontje", "Juf Jansen", REPORTER)
+
+
+def _headers(record: Any) -> dict[str, str]:
+    return {name.lower(): value.decode() for name, value in record.headers or ()}
+
+
+def test_every_record_on_every_topic_follows_the_kafka_binding_and_the_nl_gov_profile(system: System) -> None:
+    """Runs last in this module: every topic holds the records of the flows above (signals, lifecycle, matches,
+    e-mails, audit). Structured mode: a content-type header on every record, no ce_ headers, the whole envelope
+    in the value; NL GOV profile: source a URN, type reverse-DNS from nl. with a version, time the moment of
+    logging, subject a signal id or absent (never personal data)."""
+    seen: dict[str, int] = {}
+    for spec in ALL_TOPICS:
+        records = read_topic(system.broker.bootstrap, spec.name, timeout_ms=2000)
+        seen[spec.name] = len(records)
+        for record in records:
+            headers = _headers(record)
+            where = f"{spec.name}@{record.partition}:{record.offset}"
+            assert "content-type" in headers, f"{where} has no content-type header"
+            assert not any(name.startswith("ce_") for name in headers), f"{where} is in binary mode"
+            if spec.name in NOT_EVENTS:
+                assert headers["content-type"] == NOT_EVENTS[spec.name], where
+                continue
+            if spec.name in DEAD_LETTERS:
+                assert headers["schakel-error-code"], where
+                continue
+            assert headers["content-type"] == STRUCTURED, where
+            envelope, _ = decode_event(record.value, content_type=headers["content-type"])
+            assert envelope.specversion == "1.0" and envelope.id and envelope.datacontenttype == "application/json"
+            assert SOURCE.match(envelope.source), f"{where}: source {envelope.source!r} is not a URN"
+            assert EVENT_TYPE.match(envelope.type), f"{where}: type {envelope.type!r}"
+            logged = abs(envelope.time.timestamp() * 1000 - record.timestamp)
+            assert envelope.time.tzinfo is not None and logged < 60_000, f"{where}: time is not when it was logged"
+            assert envelope.subject is None or UUID.match(envelope.subject), f"{where}: subject {envelope.subject!r}"
+            for canary in CANARIES:
+                assert canary not in json.dumps(headers) and canary not in (envelope.subject or ""), where
+    busy = ("signals.received", "signals.assigned", "signals.matched", "signals.lifecycle.requests",
+            "signals.lifecycle", "notifications.sent", "audit.log", "intake.idempotency")
+    assert all(seen[name] > 0 for name in busy), seen

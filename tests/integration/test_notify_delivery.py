@@ -37,6 +37,7 @@ from shared.events import (
     deterministic_id,
     encode_event,
     make_event,
+    source_urn,
 )
 from shared.topics import (
     NOTIFICATIONS_DLQ,
@@ -74,7 +75,7 @@ class Publisher:
 
     def __call__(self, data: Contract, *, event_id: str | None = None) -> str:
         sid = str(data.signal_id)
-        event = make_event(data, source="test", subject=sid, event_id=event_id or deterministic_id(
+        event = make_event(data, source=source_urn("test"), subject=sid, event_id=event_id or deterministic_id(
             "notify-it", type(data).__name__, sid, str(getattr(data, "change", "")), str(getattr(data, "step", ""))))
         self.producer.send(TOPIC_OF[type(data)], key=sid.encode(), value=encode_event(event)).get(timeout=30)
         return event.id

@@ -12,7 +12,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from schakel.cli import main
 from schakel.kafka_broker import Broker
 from schakel.replay_cli import replay_topic
-from shared.events import Contact, SignalReceived, Urgency, deterministic_id, encode_event, make_event
+from shared.events import Contact, SignalReceived, Urgency, deterministic_id, encode_event, make_event, source_urn
 from shared.municipality import load_municipality
 from shared.settings import REPO_ROOT
 from shared.topics import ALL_TOPICS, SIGNALS_RECEIVED
@@ -65,7 +65,8 @@ def test_replay_finds_exactly_the_signals_a_changed_file_moves_and_writes_nothin
     signals = history()
     producer = KafkaProducer(bootstrap_servers=fresh_kafka.bootstrap, acks="all")
     for s in [*signals[:20], signals[5], *signals[20:]]:  # one redelivery
-        event = make_event(s, source="test", subject=s.signal_id, event_id=deterministic_id("received", s.signal_id))
+        event = make_event(s, source=source_urn("test"), subject=s.signal_id,
+                           event_id=deterministic_id("received", s.signal_id))
         producer.send(SIGNALS_RECEIVED.name, key=s.subject_key.encode(), value=encode_event(event)).get(timeout=10)
     producer.send(SIGNALS_RECEIVED.name, key=b"sk_broken", value=b"{broken").get(timeout=10)
     producer.close()

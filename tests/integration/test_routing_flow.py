@@ -29,6 +29,7 @@ from shared.events import (
     deterministic_id,
     encode_event,
     make_event,
+    source_urn,
 )
 from shared.pseudonym import subject_key
 from shared.settings import REPO_ROOT
@@ -86,7 +87,8 @@ class Routing:
         self.process.wait_ready(timeout=90)
 
     def send(self, topic: str, key: str, payload: Any, event_id: str) -> None:
-        event = make_event(payload, source="test", subject=getattr(payload, "signal_id", key), event_id=event_id)
+        event = make_event(payload, source=source_urn("test"), subject=getattr(payload, "signal_id", key),
+                           event_id=event_id)
         self.producer.send(topic, key=key.encode(), value=encode_event(event)).get(timeout=10)
 
     def assigned(self) -> list[SignalAssigned]:

@@ -32,6 +32,7 @@ from shared.events import (
     deterministic_id,
     encode_event,
     make_event,
+    source_urn,
     utcnow,
 )
 from shared.municipality import load_municipality
@@ -72,7 +73,7 @@ def requested(request_id: str, change: LifecycleChange, *, partner: str = "obs-d
 def incoming(data: Contract, *, topic: str) -> Incoming:
     """The record as the loop hands it over: encoded, then decoded again."""
     signal_id = str(getattr(data, "signal_id", ""))
-    envelope, decoded = decode_event(encode_event(make_event(data, source="test", subject=signal_id)))
+    envelope, decoded = decode_event(encode_event(make_event(data, source=source_urn("test"), subject=signal_id)))
     return Incoming(envelope, decoded, signal_id.encode(), topic)
 
 

@@ -34,6 +34,7 @@ from shared.events import (
     deterministic_id,
     encode_event,
     make_event,
+    source_urn,
 )
 from shared.municipality import load_municipality
 from shared.record_loop import Effects, Incoming, Publish, TableView
@@ -57,7 +58,7 @@ def assigned_record(n: int, *, school: str = "12AB", partner: str = "obs-de-lind
         partner_kind="school", school_brin=school, reporter=Contact(name="Melder", email=f"melder{n}@school.example"),
         received_at=T0, assigned_at=T0,
     )
-    event = make_event(data, source="test", subject=sid, event_id=deterministic_id("assigned", sid, "1"))
+    event = make_event(data, source=source_urn("test"), subject=sid, event_id=deterministic_id("assigned", sid, "1"))
     return as_incoming(event, key=sid, topic=SIGNALS_ASSIGNED.name)
 
 
@@ -274,7 +275,8 @@ def test_a_digest_that_fell_due_is_one_mail_job_and_its_sending_clears_the_items
         notify.handle_digest(item)
     key = recipient_key("ib@hetanker.example")
     due = DigestDue(recipient_key=key, period="2026-03-03", due_at=datetime.now(UTC) + timedelta(minutes=1))
-    due_record = as_incoming(make_event(due, source="test", subject=key), key=key, topic=NOTIFICATIONS_DIGEST.name)
+    due_record = as_incoming(make_event(due, source=source_urn("test"), subject=None), key=key,
+                             topic=NOTIFICATIONS_DIGEST.name)
     effects = notify.handle_digest(due_record)
     assert effects.publish == [] and effects.writes == []
     [job] = effects.work
@@ -304,5 +306,6 @@ def test_a_digest_that_fell_due_is_one_mail_job_and_its_sending_clears_the_items
 def test_a_digest_due_with_nothing_pending_calls_for_nothing(notify: Notify) -> None:
     key = recipient_key("ib@hetanker.example")
     due = DigestDue(recipient_key=key, period="2026-03-03", due_at=T0)
-    record = as_incoming(make_event(due, source="test", subject=key), key=key, topic=NOTIFICATIONS_DIGEST.name)
+    record = as_incoming(make_event(due, source=source_urn("test"), subject=None), key=key,
+                         topic=NOTIFICATIONS_DIGEST.name)
     assert notify.handle_digest(record) == Effects()

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from shared import record_loop
-from shared.events import SignalReceived, make_event
+from shared.events import SignalReceived, make_event, source_urn
 from shared.metrics import HopMetrics
 from shared.record_loop import Effects, Incoming, Publish, RecordLoop, TableView, TableWrite
 from tests.agent.test_routing_agents import received
@@ -32,19 +32,20 @@ class FakeStream:
 class FakeEvent:
     """faust's event as the loop reads it (weak-referenceable, like faust's)."""
 
-    def __init__(self, offset: int, value: bytes) -> None:
-        self.message = SimpleNamespace(topic=TOPIC, partition=0, offset=offset, key=b"k", value=value)
+    def __init__(self, offset: int, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
+        self.message = SimpleNamespace(topic=TOPIC, partition=0, offset=offset, key=b"k", value=value,
+                                       headers=headers or [])
         self.value = value
         self.key = b"k"
 
 
-def event(offset: int, value: bytes) -> Any:
-    return FakeEvent(offset, value)
+def event(offset: int, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> Any:
+    return FakeEvent(offset, value, headers)
 
 
 def good(offset: int) -> Any:
     data = received(offset, partner="obs-de-linde", kind="school", category="KLAS", school="12AB")
-    return event(offset, make_event(data, source="test", subject=data.signal_id).model_dump_json().encode())
+    return event(offset, make_event(data, source=source_urn("test"), subject=data.signal_id).model_dump_json().encode())
 
 
 def make_loop(log: list[str], tables: dict[str, dict[Any, Any]], monkeypatch: pytest.MonkeyPatch,
@@ -104,3 +105,17 @@ def test_a_bug_in_a_handler_stops_the_worker_without_acking(monkeypatch: pytest.
     with pytest.raises(SystemExit):
         asyncio.run(loop.run_batch(FakeStream(log), [good(1)], broken))
     assert log == ["fatal KeyError"]
+
+
+def test_a_record_in_binary_mode_is_dead_lettered_with_its_content_type(monkeypatch: pytest.MonkeyPatch) -> None:
+    log: list[str] = []
+    loop = make_loop(log, {"seen": {}}, monkeypatch)
+    value = good(1).value
+    structured = event(1, value, [("content-type", b"application/cloudevents+json; charset=UTF-8")])
+    binary = event(2, value, [("content-type", b"application/json"), ("ce_type", b"nl.schakel.signal.received.v1")])
+    effects = [loop._decide(e, counting_handler, TableView({"seen": {}})) for e in (structured, binary)]
+    assert effects[0].publish[0].topic == TOPIC + ".out"
+    dead = effects[1].publish[0]
+    assert dead.topic == "unit.dlq" and dead.value == value
+    assert ("content-type", b"application/json") in dead.headers
+    assert ("schakel-error-code", b"unsupported_content_type") in dead.headers

@@ -25,6 +25,7 @@ from shared.events import (
     decode_event,
     encode_event,
     make_event,
+    source_urn,
 )
 from shared.municipality import Municipality, load_municipality
 from shared.record_loop import Incoming, TableView
@@ -122,7 +123,7 @@ def test_replay_decides_as_the_routing_agent_does(tmp_path: Path) -> None:
     tables: dict[str, dict[Any, Any]] = {"routing-subjects": {}, "routing-families": {}, "routing-assignments": {}}
     agent = []
     for signal in [*history, history[1]]:  # and a redelivery, which the agent skips
-        envelope = make_event(signal, source="test", subject=signal.signal_id)
+        envelope = make_event(signal, source=source_urn("test"), subject=signal.signal_id)
         effects = decide.on_received(Incoming(envelope, signal, signal.subject_key.encode(), SIGNALS_RECEIVED.name),
                                      TableView(tables))
         for write in effects.writes:
@@ -149,11 +150,11 @@ def test_undecodable_records_are_counted_by_code_with_their_place(tmp_path: Path
     municipality = load_municipality(EXAMPLE)
     replay = Replay(Fold(municipality), Fold(municipality))
     signal = received(1, partner="obs-de-linde", kind="school", category="EMO", school="12AB")
-    good = encode_event(make_event(signal, source="test", subject=signal.signal_id))
+    good = encode_event(make_event(signal, source=source_urn("test"), subject=signal.signal_id))
     not_a_signal = encode_event(make_event(SignalAssigned(
         signal_id="s", reference="SK-2026-1", category="EMO", urgency=Urgency.U2, route="zat", body_id="zat-12ab",
         body_name="ZAT", rule_id="zat", rule_description="d", partner_id="obs-de-linde", partner_kind="school",
-        reporter=REPORTER, received_at=T0, assigned_at=T0), source="test", subject="s"))
+        reporter=REPORTER, received_at=T0, assigned_at=T0), source=source_urn("test"), subject="s"))
     for offset, value in enumerate([good, b"{not json", None, not_a_signal, good.replace(b'"EMO"', b'42')]):
         replay.feed(value, partition=2, offset=offset)
     assert (replay.records, replay.signals, replay.unreadable_total) == (5, 1, 4)

@@ -23,6 +23,7 @@ from shared.events import (
     deterministic_id,
     encode_event,
     make_event,
+    source_urn,
 )
 from shared.municipality import load_municipality
 from shared.record_loop import Effects, Incoming, Publish, TableView
@@ -51,7 +52,7 @@ def incoming(data: Contract, *, key: str, topic: str) -> Incoming:
     """The record as the loop hands it over: encoded, then decoded again."""
     subject = str(getattr(data, "signal_id", key))
     event_id = deterministic_id("in", subject, type(data).__name__, str(getattr(data, "attempt", 0)))
-    envelope, decoded = decode_event(encode_event(make_event(data, source="test", subject=subject,
+    envelope, decoded = decode_event(encode_event(make_event(data, source=source_urn("test"), subject=subject,
                                                              event_id=event_id)))
     return Incoming(envelope, decoded, key.encode(), topic)
 

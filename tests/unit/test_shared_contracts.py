@@ -10,15 +10,19 @@ import pytest
 import structlog
 
 from shared.events import (
+    OIN,
+    STRUCTURED_CONTENT_TYPE,
     Contact,
     SignalReceived,
     UndecodableRecord,
     Urgency,
+    content_type_of,
     decode_as,
     decode_event,
     deterministic_id,
     encode_event,
     make_event,
+    source_urn,
     utcnow,
 )
 from shared.logging import configure_logging, redact_personal_data
@@ -38,7 +42,7 @@ def _received() -> SignalReceived:
 
 
 def test_an_event_survives_encoding_and_decoding() -> None:
-    event = make_event(_received(), source="test", subject="s-1", event_id=deterministic_id("a"))
+    event = make_event(_received(), source=source_urn("test"), subject="s-1", event_id=deterministic_id("a"))
     envelope, data = decode_event(encode_event(event))
     assert envelope.type == "nl.schakel.signal.received.v1"
     assert data == _received().model_copy(update={"received_at": data.received_at})
@@ -75,7 +79,7 @@ def test_decode_errors_name_fields_but_never_echo_values() -> None:
 
 
 def test_decode_as_refuses_another_event_type() -> None:
-    raw = encode_event(make_event(_received(), source="t", subject="s"))
+    raw = encode_event(make_event(_received(), source=source_urn("test"), subject="s"))
     with pytest.raises(UndecodableRecord) as caught:
         decode_as(raw, Contact)  # type: ignore[type-var]
     assert caught.value.code == "unexpected_event_type"
@@ -189,3 +193,36 @@ def test_development_runs_with_the_development_secrets(monkeypatch: pytest.Monke
 
     monkeypatch.delenv("SCHAKEL_ENVIRONMENT", raising=False)
     assert Settings().environment == "development"
+
+
+def test_an_envelope_follows_the_nl_gov_profile() -> None:
+    event = make_event(_received(), source=source_urn("intake"), subject="5b2c9e1e-7d0f-4a43-9d5e-3f8f3c1a2b10")
+    assert event.source == f"urn:nld:oin:{OIN}:systeem:schakel-intake"
+    assert event.type == "nl.schakel.signal.received.v1"
+    assert abs((event.time - utcnow()).total_seconds()) < 5  # the moment it was logged
+    assert make_event(_received(), source=source_urn("cli"), subject=None).subject is None
+    assert "subject" not in json.loads(encode_event(make_event(_received(), source=source_urn("cli"), subject="")))
+    with pytest.raises(ValueError, match="NL GOV"):
+        make_event(_received(), source="schakel/intake", subject=None)
+    with pytest.raises(ValueError, match="component"):
+        source_urn("Intake Service")
+
+
+def test_records_from_before_the_binding_and_structured_ones_are_read_other_content_types_refused() -> None:
+    # Written before Schakel set the content-type header (and with the old source form): still read.
+    legacy = json.dumps({"specversion": "1.0", "id": "1", "source": "schakel/intake",
+                         "type": "nl.schakel.signal.received.v1", "time": "2026-01-01T00:00:00Z",
+                         "data": _received().model_dump(mode="json", exclude={"event_type"})}).encode()
+    assert decode_event(legacy)[0].source == "schakel/intake"
+    assert decode_event(legacy, content_type=STRUCTURED_CONTENT_TYPE)[0].id == "1"
+    assert decode_event(legacy, content_type="Application/CloudEvents+JSON")[0].id == "1"
+    for other in ("application/json", "application/cloudevents-batch+json", "text/plain"):
+        with pytest.raises(UndecodableRecord) as refused:
+            decode_event(legacy, content_type=other)  # binary mode (or a batch) is not what Schakel reads
+        assert refused.value.code == "unsupported_content_type"
+
+
+def test_content_type_is_found_in_either_form_of_kafka_headers() -> None:
+    assert content_type_of([("Content-Type", b"application/json"), ("x", b"y")]) == "application/json"
+    assert content_type_of({"content-type": b"a/b"}) == "a/b"
+    assert content_type_of(None) is None and content_type_of([("ce_type", b"x")]) is None
