@@ -181,6 +181,8 @@ def test_the_werkbak_closes_the_loop_in_a_browser(system: System, idp: RunningId
         "content-security-policy"]
     session = next(c for c in ib.cookies() if c["name"] == "werkbak_sessie")
     assert session["httpOnly"] is True and session["sameSite"] == "Lax"
+    # Every cookie this browser holds for the host (the identity provider's too) is HttpOnly and SameSite.
+    assert all(c["httpOnly"] and c["sameSite"] in ("Lax", "Strict") for c in ib.cookies()), ib.cookies()
     forged = ib.request.post(f"{link}/heropenen", form={"reden": "nieuwe_zorgen"})
     assert forged.status == 403 and "Formulier verlopen" in forged.text()
     csrf = page.locator("input[name=csrf_token]").first.get_attribute("value")
