@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterable
+from typing import Any
 
 import faust
 
@@ -41,9 +43,35 @@ def create_missing_topics(
         for name, partitions, config in missing:
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics([NewTopic(name, partitions, 1, topic_configs=config)])
+        if missing:
+            _wait_for_partitions(admin, {name: partitions for name, partitions, _ in missing})
         return [name for name, _, _ in missing]
     finally:
         admin.close()
+
+
+def _wait_for_partitions(admin: Any, expected: dict[str, int], timeout_s: float = 30.0) -> None:
+    """Wait until the broker's metadata shows every new topic with all its partitions.
+
+    A broker under load can answer CreateTopics before its metadata cache serves the topic; a client that asks
+    for metadata in that moment (faust, starting right after this) caches "0 partitions" for minutes, and the
+    first table write then stops the worker with PartitionsMismatch (seen on a loaded 2-core machine).
+    """
+    from kafka.errors import KafkaError
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            described = {t["name"]: len(t.get("partitions") or []) for t in admin.describe_topics(list(expected))
+                         if not t.get("error_code")}
+        except KafkaError:
+            described = {}  # not known yet (UnknownTopicOrPartition and the like): ask again
+        short = {name: count for name, count in expected.items() if described.get(name, 0) < count}
+        if not short:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics without all their partitions after {timeout_s}s: {sorted(short)}")
+        time.sleep(0.2)
 
 
 def ensure_faust_topics(app: faust.App, bootstrap: str) -> list[str]:
