@@ -373,6 +373,7 @@ def scale_change(service: str, *, n: int, change: str, at: float = 0.5, clients:
         result.figures.update({
             "signals": n, "accepted (202)": submitter.result.accepted, "http": dict(submitter.result.statuses),
             "output when the change came": output_then, "change took s": round(done_at - changed_at, 2),
+            "waited for the output after the feed s": collected.waited_s,
             "next output after the change s": first_after(times, changed_at),
             "longest pause in the output after the change s": round(max(gaps), 2) if gaps else None,
             "records handled by the joining worker" if change == "join" else "records handled by the one that stays":
