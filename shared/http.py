@@ -9,15 +9,23 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.telemetry import TelemetryConfig
+from opentelemetry.trace import SpanKind
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.tracing import context_of, tracer
 
 PROBLEM_JSON = "application/problem+json"
 # The full version of Schakel's HTTP APIs (NL API Design Rules /core/version-header); the major is in the URI.
 API_VERSION = "1.0.0"
 
 log = structlog.get_logger(__name__)
+# FastAPI's own OpenTelemetry (server spans with the client's address, user agent and query string; exception
+# messages as logs) stays off: Schakel's spans are its own, with attributes that hold no personal data
+# (TraceRequests, shared.tracing, ADR 0019). Every FastAPI() of Schakel passes this.
+NO_FRAMEWORK_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 # Errors that FastAPI or Starlette answer themselves (no route, wrong method, ...): stable code, Dutch text.
 _FRAMEWORK_ERRORS: dict[int, tuple[str, str, str]] = {
@@ -83,6 +91,7 @@ def install_problem_answers(api: FastAPI) -> None:
         return framework_problem(500, method=request.method)
 
     api.add_middleware(ApiVersionHeader)
+    api.add_middleware(TraceRequests, name=api.title)
 
 
 class ApiVersionHeader:
@@ -102,6 +111,33 @@ class ApiVersionHeader:
             await send(message)
 
         await self.app(scope, receive, send_with_version)
+
+
+class TraceRequests:
+    """ASGI middleware: a server span per HTTP request, the child of the caller's `traceparent` if it sent one.
+
+    Attributes: method, path (ids in paths are random UUIDs; no query string) and status; never a body.
+    """
+
+    def __init__(self, app: ASGIApp, *, name: str) -> None:
+        self.app = app
+        self.name = name
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in ("/metrics", "/healthz", "/readyz"):
+            await self.app(scope, receive, send)
+            return
+        method, path = scope["method"], scope["path"]
+        parent = context_of((name.decode("latin-1"), value) for name, value in scope.get("headers", ()))
+        with tracer().start_as_current_span(f"{self.name} {method}", context=parent, kind=SpanKind.SERVER,
+                                            attributes={"http.request.method": method, "url.path": path}) as span:
+
+            async def send_traced(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    span.set_attribute("http.response.status_code", message["status"])
+                await send(message)
+
+            await self.app(scope, receive, send_traced)
 
 
 def add_operational_routes(api: FastAPI, *, registry: CollectorRegistry, ready: Callable[[], bool]) -> None:

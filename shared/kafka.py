@@ -10,6 +10,7 @@ import faust
 from shared import faust_compat
 from shared.events import CLOUDEVENT_HEADERS, CloudEvent, encode_event
 from shared.settings import Settings
+from shared.tracing import trace_headers
 
 
 def create_faust_app(name: str, settings: Settings, *, store: str | None = None) -> faust.App:
@@ -63,4 +64,5 @@ async def send_and_wait(
 
 async def send_event_and_wait(app: faust.App, *, topic: str, key: bytes | None, event: CloudEvent) -> None:
     """Produce one CloudEvent in the binding's structured mode (content-type header) and wait for the ack."""
-    await send_and_wait(app, topic=topic, key=key, value=encode_event(event), headers=list(CLOUDEVENT_HEADERS))
+    await send_and_wait(app, topic=topic, key=key, value=encode_event(event),
+                        headers=[*CLOUDEVENT_HEADERS, *trace_headers()])

@@ -45,6 +45,7 @@ from shared.events import (
     encode_event,
 )
 from shared.metrics import HopMetrics
+from shared.tracing import handling, traced
 
 log = structlog.get_logger(__name__)
 MAX_BATCH = 500
@@ -84,6 +85,7 @@ class Effects:
     answers: list[Publish] = field(default_factory=list)  # published once the tables are written
     after: list[Callable[[], None]] = field(default_factory=list)
     work: list[Any] = field(default_factory=list)  # for the loop's stage (notify: the e-mails to send)
+    span: Any = None  # the span that handled the record (set by the loop; the stage's spans are its children)
 
     def add(self, other: Effects) -> Effects:
         """These effects followed by another's."""
@@ -226,16 +228,24 @@ class RecordLoop:
 
     def _decide(self, event: Any, handler: Handler, view: TableView) -> Effects:
         message = event.message
-        try:
-            headers = getattr(message, "headers", None)
-            envelope, data = decode_event(event.value, content_type=content_type_of(headers))
-            with faust_compat.as_current_event(event):
-                return handler(Incoming(envelope, data, event.key, message.topic), view)
-        except UndecodableRecord as exc:
-            return self.dead_letter(message, exc.code)
-        except ValidationError:
-            # The record parsed but its values break a downstream contract: bad data, not a bug.
-            return self.dead_letter(message, "unprocessable_record")
+        headers = getattr(message, "headers", None)
+        with handling(self.service, topic=message.topic, partition=message.partition, offset=message.offset,
+                      headers=headers) as span:
+            try:
+                envelope, data = decode_event(event.value, content_type=content_type_of(headers))
+                if envelope.subject:  # a signal id (ADR 0018): what an operator follows through the hops
+                    span.set_attribute("schakel.signal_id", envelope.subject)
+                with faust_compat.as_current_event(event):
+                    effects = handler(Incoming(envelope, data, event.key, message.topic), view)
+            except UndecodableRecord as exc:
+                effects = self.dead_letter(message, exc.code)
+            except ValidationError:
+                # The record parsed but its values break a downstream contract: bad data, not a bug.
+                effects = self.dead_letter(message, "unprocessable_record")
+            # The records this one caused carry its span's traceparent (ADR 0019).
+            effects.publish, effects.answers, effects.span = traced(effects.publish, span), traced(
+                effects.answers, span), span
+            return effects
 
     def _still_ours(self, planned: Planned) -> Planned:
         kept = [(event, effects) for event, effects in planned if faust_compat.is_current(self.app, event)]

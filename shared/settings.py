@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     # The identity provider whose access tokens name people (ADR 0016/0017); unset: partner tokens only.
     oidc_issuer: str | None = None
     oidc_audience: str = "schakel"
+    # An OTLP/HTTP receiver for traces (e.g. http://127.0.0.1:4318); unset: no traces are exported (ADR 0019).
+    otlp_endpoint: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
     # Master secret from which each Kafka-connected partner's signing key is derived (ADR 0006).
     inbound_signing_secret: SecretStr = SecretStr("development-only-inbound-signing-secret")
 

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from shared import faust_compat
 from shared.faust_compat import faust_ready
-from shared.http import add_operational_routes
+from shared.http import NO_FRAMEWORK_TELEMETRY, add_operational_routes
 from shared.offset_continuity import Gap
 from shared.record_loop import RecordLoop
 from shared.retry import retry_with_backoff
@@ -100,7 +100,7 @@ def stream_service_api(
 
     faust_compat.on_offset_gap(faust_app, count_gap)
     api = FastAPI(title=title, version="1", lifespan=faust_lifespan_with_topics(faust_app), openapi_url=openapi_url,
-                  docs_url="/docs" if openapi_url else None, redoc_url=None)
+                  docs_url="/docs" if openapi_url else None, redoc_url=None, telemetry=NO_FRAMEWORK_TELEMETRY)
 
     def ready() -> bool:
         is_ready = faust_ready(faust_app)

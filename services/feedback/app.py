@@ -15,6 +15,7 @@ from shared.kafka import create_faust_app
 from shared.logging import configure_logging
 from shared.municipality import Municipality, load_municipality
 from shared.stream_service import stream_service_api
+from shared.tracing import configure_tracing
 
 GAUGE_INTERVAL_S = 10.0
 
@@ -24,6 +25,7 @@ def create_app(settings: FeedbackSettings | None = None, *, municipality: Munici
     """Build feedback's faust app, table, agent and HTTP API; nothing connects until start."""
     settings = settings or FeedbackSettings()
     configure_logging(service="feedback", log_format=settings.log_format, level=settings.log_level)
+    configure_tracing("feedback", endpoint=settings.otlp_endpoint)
     registry = CollectorRegistry()
     faust_app = create_faust_app("feedback", settings, store=store)
     core = FeedbackCore(faust_app, municipality or load_municipality(settings.config), FeedbackMetrics(registry),

@@ -17,10 +17,11 @@ from services.intake.publisher import Publisher
 from services.intake.ratelimit import RateLimiter
 from services.intake.settings import IntakeSettings
 from services.intake.submission import Intake
-from shared.http import add_operational_routes
+from shared.http import NO_FRAMEWORK_TELEMETRY, add_operational_routes
 from shared.logging import configure_logging
 from shared.municipality import Municipality, load_municipality
 from shared.persons import person_tokens
+from shared.tracing import configure_tracing
 
 
 def create_app(
@@ -30,6 +31,7 @@ def create_app(
     """Build the intake app; nothing connects until the app starts."""
     settings = settings or IntakeSettings()
     configure_logging(service="intake", log_format=settings.log_format, level=settings.log_level)
+    configure_tracing("intake", endpoint=settings.otlp_endpoint)
     registry = CollectorRegistry()
     metrics = IntakeMetrics(registry)
     publisher = publisher or Publisher(settings)
@@ -55,7 +57,7 @@ def create_app(
         await store.stop()
         await publisher.stop()
 
-    api = FastAPI(title="Schakel intake", version="1", lifespan=lifespan)
+    api = FastAPI(title="Schakel intake", version="1", lifespan=lifespan, telemetry=NO_FRAMEWORK_TELEMETRY)
     api.include_router(build_router(state))
     install_openapi(api)
 

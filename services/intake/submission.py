@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from opentelemetry import trace
 from pydantic import ValidationError
 
 from services.intake.handlers import signal_id_for, to_signal_received
@@ -21,6 +22,7 @@ from services.intake.validation import SignalIn, describe_errors, parse_signal
 from shared.events import CLOUDEVENT_HEADERS, deterministic_id, encode_event, make_event, source_urn, utcnow
 from shared.municipality import Municipality, Partner
 from shared.topics import SIGNALS_RECEIVED
+from shared.tracing import trace_headers
 
 log = structlog.get_logger(__name__)
 MAX_IDEMPOTENCY_KEY = 255
@@ -174,11 +176,12 @@ class Intake:
             signal, partner=partner, signal_id=signal_id, received_at=utcnow(), pseudonym_secret=self._secret,
             sealing_key=self.settings.sealing_key.get_secret_value(),
         )
+        trace.get_current_span().set_attribute("schakel.signal_id", signal_id)
         event = make_event(received, source=source_urn("intake"), subject=signal_id,
                            event_id=deterministic_id("received", signal_id))
         try:
             await self.publisher.publish(topic=SIGNALS_RECEIVED.name, key=received.subject_key,
-                                         value=encode_event(event), headers=list(CLOUDEVENT_HEADERS))
+                                         value=encode_event(event), headers=[*CLOUDEVENT_HEADERS, *trace_headers()])
         except BrokerUnavailable:
             return self.unavailable()
         self.metrics.hop.produced.labels(topic=SIGNALS_RECEIVED.name).inc()

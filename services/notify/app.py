@@ -17,6 +17,7 @@ from shared.kafka import create_faust_app
 from shared.logging import configure_logging
 from shared.municipality import Municipality, load_municipality
 from shared.stream_service import stream_service_api
+from shared.tracing import configure_tracing
 
 GAUGE_INTERVAL_S = 5.0
 
@@ -26,6 +27,7 @@ def create_app(settings: NotifySettings | None = None, *, municipality: Municipa
     """Build notify's faust app, sent-log and agent; nothing connects until start."""
     settings = settings or NotifySettings()
     configure_logging(service="notify", log_format=settings.log_format, level=settings.log_level)
+    configure_tracing("notify", endpoint=settings.otlp_endpoint)
     registry = CollectorRegistry()
     faust_app = create_faust_app("notify", settings, store=store)
     address = parseaddr(settings.mail_from)[1]

@@ -15,6 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
 from services.notify.decisions import MailJob, log
 from services.notify.metrics import NotifyMetrics
 from services.notify.mime import OutgoingMail
@@ -22,6 +25,7 @@ from services.notify.smtp import NotWanted, PermanentSmtpError, RetryCallback, T
 from shared.events import utcnow
 from shared.faust_compat import as_current_event
 from shared.record_loop import Effects, Planned
+from shared.tracing import traced, tracer
 
 UNLIMITED_ATTEMPTS = 1_000_000_000
 
@@ -57,20 +61,27 @@ class Mailer:
         await asyncio.gather(*(self._send(event, effects, job) for event, effects, job in jobs))
 
     async def _send(self, event: Any, effects: Effects, job: MailJob) -> None:
-        message = job.build()
-        try:
-            attempts = await self._deliver(message, job, still_wanted=lambda: self.still_ours(event))
-        except PermanentSmtpError as exc:
-            effects.add(job.on_refused(exc))
-            return
-        except NotWanted:
-            return  # a rebalance came: the partition's owner reads the record again and mails it
-        at = utcnow()
-        if job.sent_log_key is not None:
-            with as_current_event(event):
-                self.sent_log[job.sent_log_key] = json.dumps(
-                    {"status": "sent", "attempts": attempts, "at": at.isoformat()}).encode()
-        effects.add(job.on_sent(attempts, at))
+        parent = trace.set_span_in_context(effects.span) if effects.span is not None else None
+        with tracer().start_as_current_span("notify smtp send", context=parent, kind=SpanKind.CLIENT,
+                                            attributes={"schakel.template": job.kind}) as span:
+            message = job.build()
+            try:
+                attempts = await self._deliver(message, job, still_wanted=lambda: self.still_ours(event))
+            except PermanentSmtpError as exc:
+                span.set_attribute("schakel.smtp.outcome", "refused")
+                effects.add(job.on_refused(exc))
+                return
+            except NotWanted:
+                return  # a rebalance came: the partition's owner reads the record again and mails it
+            span.set_attributes({"schakel.smtp.outcome": "sent", "schakel.smtp.attempts": attempts})
+            at = utcnow()
+            if job.sent_log_key is not None:
+                with as_current_event(event):
+                    self.sent_log[job.sent_log_key] = json.dumps(
+                        {"status": "sent", "attempts": attempts, "at": at.isoformat()}).encode()
+            sent = job.on_sent(attempts, at)
+            sent.publish = traced(sent.publish, span)
+            effects.add(sent)
 
     async def _deliver(self, message: OutgoingMail, job: MailJob, *, still_wanted: Callable[[], bool]) -> int:
         async def on_retry(attempt: int, error: TransientSmtpError, delay: float) -> None:

@@ -13,6 +13,7 @@ from shared.logging import configure_logging
 from shared.municipality import Municipality
 from shared.settings import Settings
 from shared.stream_service import stream_service_api
+from shared.tracing import configure_tracing
 
 
 class RoutingSettings(Settings):
@@ -30,6 +31,7 @@ def create_app(settings: Settings | None = None, *, municipality: Municipality |
     """Build routing's faust app and its HTTP side; nothing connects until the app starts."""
     settings = settings or RoutingSettings()
     configure_logging(service="routing", log_format=settings.log_format, level=settings.log_level)
+    configure_tracing("routing", endpoint=settings.otlp_endpoint)
     registry = CollectorRegistry()
     metrics = RoutingMetrics(registry)
     faust_app = create_faust_app(getattr(settings, "routing_app_name", "routing"), settings, store=store)

@@ -25,9 +25,10 @@ from services.werkbak.directory import Directory
 from services.werkbak.metrics import WerkbakMetrics
 from services.werkbak.pages import Werkbak, build_router
 from services.werkbak.settings import WerkbakSettings
-from shared.http import add_operational_routes
+from shared.http import NO_FRAMEWORK_TELEMETRY, add_operational_routes
 from shared.logging import configure_logging
 from shared.municipality import Municipality, load_municipality
+from shared.tracing import configure_tracing
 
 log = structlog.get_logger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -68,6 +69,7 @@ def create_app(settings: WerkbakSettings | None = None, *, municipality: Municip
     """Build the werkbak; nothing connects until start."""
     settings = settings or WerkbakSettings()
     configure_logging(service="werkbak", log_format=settings.log_format, level=settings.log_level)
+    configure_tracing("werkbak", endpoint=settings.otlp_endpoint)
     registry = CollectorRegistry()
     metrics = WerkbakMetrics(registry)
     auth = Auth(settings)
@@ -101,7 +103,7 @@ def create_app(settings: WerkbakSettings | None = None, *, municipality: Municip
         await apis.stop()
 
     api = FastAPI(title="Schakel werkbak", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url=None)
+                  openapi_url=None, telemetry=NO_FRAMEWORK_TELEMETRY)
     api.add_middleware(SessionMiddleware, secret_key=settings.werkbak_session_secret.get_secret_value(),
                        session_cookie=SESSION_COOKIE, max_age=None, same_site="lax",
                        https_only=settings.secure_cookies)

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
+from schakel.trace_sink import ReceivedSpan, TraceSink
 from shared.events import decode_event
 from shared.topics import ALL_TOPICS
 from tests.conftest import start_broker
-from tests.harness import System, read_topic
+from tests.harness import System, read_topic, wait_until
 
 BSN = "111222333"  # passes the elfproef; a test value
 PUPIL_REF = "LL-4711"
@@ -26,9 +27,13 @@ REPORTER = "juf.jansen@delinde.example"
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     """The four services, a mail sink and a broker of their own, shared by this module's tests."""
     broker = start_broker(tmp_path_factory.mktemp("kafka-e2e"))
-    stack = System(broker=broker, root=tmp_path_factory.mktemp("e2e")).start()
+    traces = TraceSink().start()  # every service exports its spans over OTLP/HTTP to this receiver
+    stack = System(broker=broker, root=tmp_path_factory.mktemp("e2e"),
+                   extra_env={"SCHAKEL_OTLP_ENDPOINT": traces.url}).start()
+    stack.traces = traces  # type: ignore[attr-defined]
     yield stack
     stack.stop()
+    traces.stop()
     broker.stop(kill=True)
 
 
@@ -131,6 +136,43 @@ def test_the_seed_story_matches_school_and_police_and_tells_the_coordinator_and_
         system.wait_for_mail(address, subject_contains="Match")
     system.wait_for_mail("jvc@lindendam.example", subject_contains=reference)
     assert "123456782" not in _all_mail_text(system)
+
+
+def test_one_signal_is_one_trace_from_intake_through_routing_feedback_and_notify(system: System) -> None:
+    """The trace an operator follows: intake's HTTP request, routing's and feedback's and notify's handling,
+    notify's SMTP send, all one trace (W3C traceparent in the Kafka headers), exported over OTLP."""
+    response = system.submit("obs-de-linde", {
+        "category": "KLAS", "subject": {"bsn": "999999990", "school_brin": "12AB", "pupil_ref": "TRACE-4711"},
+        "summary": "Spoorcanarie: huilt vaak in de pauze", "reporter": {"name": "Meester Spoor", "email": REPORTER},
+    })
+    assert response.status_code == 202, response.text
+    signal_id, reference = response.json()["signal_id"], response.json()["reference"]
+    system.wait_for_mail(IB, subject_contains=reference)
+    sink: TraceSink = system.traces  # type: ignore[attr-defined]
+
+    def whole_trace() -> list[ReceivedSpan] | None:
+        spans = sink.snapshot()
+        ours = {s.trace_id for s in spans if s.attributes.get("schakel.signal_id") == signal_id
+                and s.service in ("intake", "routing", "notify")}
+        if len(ours) != 1:
+            return None
+        trace = [s for s in spans if s.trace_id in ours]
+        services = {s.service for s in trace}
+        return trace if {"intake", "routing", "feedback", "notify"} <= services and any(
+            s.name == "notify smtp send" for s in trace) else None
+
+    trace = wait_until(whole_trace, timeout=30, what="one trace with spans of every service")
+    names = {(s.service, s.name) for s in trace}
+    assert ("intake", "Schakel intake POST") in names
+    assert ("routing", "routing handle signals.received") in names
+    assert ("feedback", "feedback handle signals.assigned") in names
+    assert ("notify", "notify handle signals.assigned") in names
+    by_id = {s.span_id: s for s in trace}
+    roots = [s for s in trace if s.parent_span_id not in by_id]
+    assert [r.name for r in roots] == ["Schakel intake POST"], roots  # one tree under the HTTP request
+    everything = json.dumps([(s.name, s.attributes, s.resource) for s in sink.snapshot()])
+    for canary in ("999999990", "TRACE-4711", "Spoorcanarie", "huilt", "Meester Spoor", REPORTER, BSN, SUMMARY):
+        assert canary not in everything, f"{canary!r} in a span"
 
 
 STRUCTURED = "application/cloudevents+json; charset=UTF-8"
