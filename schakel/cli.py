@@ -58,6 +58,27 @@ def _stack(args: argparse.Namespace) -> int:
     return actions[args.command]()
 
 
+def _traces(args: argparse.Namespace) -> int:
+    import time
+
+    from schakel.trace_sink import TraceSink
+
+    sink = TraceSink(port=args.port, path=Path(args.out)).start()
+    print(f"OTLP/HTTP trace receiver on {sink.url}: set SCHAKEL_OTLP_ENDPOINT={sink.url} for the services; "
+          f"spans also go to {args.out} (one JSON line each). Ctrl-C stops.")
+    shown = 0
+    try:
+        while True:
+            time.sleep(0.5)
+            spans = sink.snapshot()
+            for span in spans[shown:]:
+                print(f"{span.trace_id} {span.service:9s} {span.name}")
+            shown = len(spans)
+    except KeyboardInterrupt:
+        sink.stop()
+    return 0
+
+
 def _mail(args: argparse.Namespace) -> int:
     from schakel.mail_preview import preview
 
@@ -87,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--workers", default=None, metavar="N|SERVICE=N,...",
                                  help="workers per stream service (routing, feedback, notify), e.g. 2 or "
                                       "routing=2,notify=3; at most 4, the topics' partitions")
+    traces = sub.add_parser("traces", help="run a local OTLP/HTTP trace receiver and print the spans it gets")
+    traces.add_argument("--port", type=int, default=4318)
+    traces.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / ".state" / "traces.jsonl"))
+    traces.set_defaults(func=_traces)
     mail = sub.add_parser("mail", help="e-mail templates")
     mail_sub = mail.add_subparsers(dest="mail_action", required=True)
     prev = mail_sub.add_parser("preview", help="render a template with sample data")
