@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_optional("schakel.routes_cli", sub)
     _add_optional("schakel.partners_cli", sub)
     _add_optional("schakel.audit_cli", sub)
+    _add_optional("schakel.privacy_cli", sub)
     return parser
 
 

@@ -18,14 +18,17 @@ TOPIC_EVENTS: dict[str, tuple[str, ...]] = {
     "signals.assigned": ("nl.schakel.signal.assigned.v1",),
     "signals.matched": ("nl.schakel.signals.matched.v1",),
     "signals.lifecycle.requests": ("nl.schakel.lifecycle.requested.v1", "nl.schakel.sla.check.requested.v1",
-                                   "nl.schakel.lifecycle.read_requested.v1"),
+                                   "nl.schakel.lifecycle.read_requested.v1",
+                                   "nl.schakel.lifecycle.erasure_requested.v1"),
     "signals.lifecycle.replies": ("nl.schakel.lifecycle.replied.v1",),
-    "signals.lifecycle": ("nl.schakel.signal.lifecycle.v1",),
+    "signals.lifecycle": ("nl.schakel.signal.lifecycle.v1", "nl.schakel.signal.erased.v1"),
     "sla.warning": ("nl.schakel.sla.warning.v1",),
     "sla.breached": ("nl.schakel.sla.breached.v1",),
     "notifications.sent": ("nl.schakel.notification.sent.v1",),
     "audit.log": ("nl.schakel.audit.recorded.v1",),
-    "notifications.digest": ("nl.schakel.notification.digest_item.v1", "nl.schakel.notification.digest_due.v1"),
+    "privacy.erasures": ("nl.schakel.privacy.subject_erased.v1",),
+    "notifications.digest": ("nl.schakel.notification.digest_item.v1", "nl.schakel.notification.digest_due.v1",
+                             "nl.schakel.notification.digest_withdrawn.v1"),
 }
 
 

@@ -318,6 +318,39 @@ class AuditRecorded(Contract):
     at: datetime
 
 
+class SubjectErased(Contract):
+    """A child's data keys (all, or those of some signals) were destroyed: forget them (no content, ADR 0020)."""
+
+    event_type: Literal["nl.schakel.privacy.subject_erased.v1"] = "nl.schakel.privacy.subject_erased.v1"
+    erasure_id: str
+    subject_key: str
+    # The key ids destroyed: the signal ids of the child's signals (and ids of records of no signal yet).
+    signal_ids: list[str]
+    scope: Literal["subject", "signals"]
+    reason: Literal["request", "retention"]
+    at: datetime
+
+
+class SignalErasureRequested(Contract):
+    """Feedback's own step of an erasure: the worker that owns a signal's partition drops its row."""
+
+    event_type: Literal["nl.schakel.lifecycle.erasure_requested.v1"] = "nl.schakel.lifecycle.erasure_requested.v1"
+    erasure_id: str
+    signal_id: str
+    reason: Literal["request", "retention"]
+    requested_at: datetime
+
+
+class SignalErased(Contract):
+    """A signal's content is gone; what is left is a content-free stub (on signals.lifecycle, keyed by signal id)."""
+
+    event_type: Literal["nl.schakel.signal.erased.v1"] = "nl.schakel.signal.erased.v1"
+    signal_id: str
+    erasure_id: str
+    reason: Literal["request", "retention"]
+    at: datetime
+
+
 class NotificationSent(Contract):
     """Notify handed an e-mail to the SMTP server (no content, only the facts)."""
 
@@ -348,6 +381,15 @@ class DigestItemQueued(Contract):
     queued_at: datetime
 
 
+class DigestItemWithdrawn(Contract):
+    """An erased signal leaves a recipient's pending digest (notify's own topic; no content)."""
+
+    event_type: Literal["nl.schakel.notification.digest_withdrawn.v1"] = "nl.schakel.notification.digest_withdrawn.v1"
+    recipient_key: str
+    signal_id: str
+    erasure_id: str
+
+
 class DigestDue(Contract):
     """A recipient's digest for one period is due (published by notify's timer, handled by its agent)."""
 
@@ -373,7 +415,11 @@ EVENT_MODELS: dict[str, type[Contract]] = {
         SlaCheckRequested,
         AuditRecorded,
         DigestItemQueued,
+        DigestItemWithdrawn,
         DigestDue,
+        SubjectErased,
+        SignalErasureRequested,
+        SignalErased,
     )
 }
 

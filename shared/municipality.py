@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError
 
 from shared.events import Route
 
-Scope = Literal["signals:submit", "signals:update"]
+Scope = Literal["signals:submit", "signals:update", "privacy:erase"]
 PartnerKind = Literal["school", "police", "wijkteam", "leerplicht", "municipality"]
 Region = Literal["noord", "midden", "zuid"]
 

@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-SECRET_FIELDS = ("pseudonym_secret", "sealing_key", "inbound_signing_secret")
+SECRET_FIELDS = ("pseudonym_secret", "sealing_key", "inbound_signing_secret", "master_key")
 
 
 class Settings(BaseSettings):
@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     pseudonym_secret: SecretStr = SecretStr("development-only-secret-change-me")
     # Key (any string, stretched with SHA-256) that seals free text on Kafka.
     sealing_key: SecretStr = SecretStr("development-only-sealing-key")
+    # The municipality's master secret: every child's data key on privacy.keys is wrapped by a key derived from it
+    # (ADR 0020). The sealing key above only opens records sealed before per-child keys existed.
+    master_key: SecretStr = SecretStr("development-only-master-key")
     topic_partitions: int = 4
     # How long a record loop's batch that is not full waits once for more records (ADR 0014): a few ms per hop
     # buy one produce request for several records. 0: take only what is ready.

@@ -17,13 +17,27 @@ class TopicSpec:
     partitions: int = 4
     retention_ms: int = 730 * DAY_MS
     cleanup_policy: str = "delete"
+    extra_config: tuple[tuple[str, str], ...] = ()
 
     def config(self) -> dict[str, str]:
         """Topic-level configuration for CreateTopics."""
         return {
             "cleanup.policy": self.cleanup_policy,
             "retention.ms": str(self.retention_ms),
+            **dict(self.extra_config),
         }
+
+
+HOUR_MS = 60 * 60 * 1000
+# How long a key store record may wait for compaction, and a tombstone survive it (ADR 0020). Kafka's defaults
+# (max.compaction.lag.ms unbounded, delete.retention.ms 24 h, segment.ms 7 days) would keep an erased key on
+# disk for as long as the active segment lives.
+KEY_COMPACTION = (
+    ("segment.ms", str(HOUR_MS)),
+    ("max.compaction.lag.ms", str(6 * HOUR_MS)),
+    ("delete.retention.ms", str(HOUR_MS)),
+    ("min.cleanable.dirty.ratio", "0.01"),
+)
 
 
 SIGNALS_INBOUND = TopicSpec(
@@ -87,6 +101,19 @@ INTAKE_IDEMPOTENCY = TopicSpec(
     partitions=1,
     cleanup_policy="compact",
 )
+PRIVACY_KEYS = TopicSpec(
+    "privacy.keys",
+    "subject pseudonym / key id",
+    "every child's data keys, wrapped by the master key; a tombstone erases one (ADR 0020)",
+    partitions=1,
+    cleanup_policy="compact",
+    extra_config=KEY_COMPACTION,
+)
+PRIVACY_ERASURES = TopicSpec(
+    "privacy.erasures",
+    "subject pseudonym",
+    "content-free SubjectErased events: which child's (or which signals') keys were destroyed, and why",
+)
 AUDIT_LOG = TopicSpec(
     "audit.log", "signal id", "who read or changed which signal, when, on whose behalf (NEN 7513 style)"
 )
@@ -109,6 +136,8 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     NOTIFICATIONS_DIGEST,
     AUDIT_LOG,
     INTAKE_IDEMPOTENCY,
+    PRIVACY_KEYS,
+    PRIVACY_ERASURES,
 )
 
 BY_NAME: dict[str, TopicSpec] = {topic.name: topic for topic in ALL_TOPICS}

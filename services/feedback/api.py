@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import structlog
@@ -35,13 +35,15 @@ from services.feedback.settings import FeedbackSettings
 from services.feedback.sla import deadline_state
 from shared.events import LifecycleChange, LifecycleRequested, utcnow
 from shared.http import problem
+from shared.keystore import KeyStore
 from shared.municipality import Municipality
 from shared.persons import Actor, IdpUnavailable, PersonTokens, authenticate, person_tokens
-from shared.pseudonym import seal, unseal
+from shared.pseudonym import seal
 from shared.topics import AUDIT_LOG
 
 log = structlog.get_logger(__name__)
 AUDIT_TIMEOUT_S = 10.0
+View = Callable[[SignalRecord, Actor], Awaitable[dict[str, Any]]]
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -65,9 +67,48 @@ def person_scope(actor: Actor, municipality: Municipality) -> PersonScope | None
                                                                                     actor.partner_id))
 
 
-def signal_view(record: SignalRecord, *, partner_id: str, sealing_key: str, person: PersonScope | None = None,
-                reporter_kind: str = "") -> dict[str, Any]:
-    """What a partner (or a person) may see of a signal: the summary only for the assigned body."""
+SUMMARY_FIELD = "summary"
+MESSAGE_FIELD = "feedback_message"
+
+
+class SignalGone(LookupError):
+    """The signal's data key was destroyed (erased): it answers as a signal that does not exist."""
+
+
+async def open_field(keys: KeyStore, token: str, *, field: str, signal_id: str) -> str:
+    """The text of a personal field (tokens from before per-child keys open with the sealing key)."""
+    text = await keys.decrypt(token, field=field, legacy_context=signal_id)
+    if text is None:
+        raise SignalGone(signal_id)
+    return text
+
+
+async def still_there(keys: KeyStore, record: SignalRecord) -> bool:
+    """Whether the signal's data key exists (a signal from before per-child keys has none: it counts as there)."""
+    if record.subject_key is None:
+        return True
+    return await keys.data_key(record.subject_key, record.signal_id) is not None
+
+
+async def seal_message(keys: KeyStore, message: str, *, record: SignalRecord | None, signal_id: str,
+                       request_id: str, legacy_key: str) -> str | None:
+    """A feedback message encrypted under the signal's data key; None when that key is gone (erased)."""
+    if record is None or record.subject_key is None:  # unknown here (the agent answers 404) or from before
+        return seal(message, key=legacy_key, context=signal_id)
+    if await keys.data_key(record.subject_key, signal_id) is None:
+        return None
+    return await keys.encrypt(message, subject=record.subject_key, kid=signal_id, event_id=request_id,
+                              field=MESSAGE_FIELD)
+
+
+async def signal_view(record: SignalRecord, *, partner_id: str, keys: KeyStore, person: PersonScope | None = None,
+                      reporter_kind: str = "") -> dict[str, Any]:
+    """What a partner (or a person) may see of a signal: the summary only for the assigned body.
+
+    SignalGone when the signal's data key was destroyed: an erased signal answers as one that does not exist.
+    """
+    if not await still_there(keys, record):
+        raise SignalGone(record.signal_id)
     now = utcnow()
     view: dict[str, Any] = {
         "signal_id": record.signal_id,
@@ -85,7 +126,8 @@ def signal_view(record: SignalRecord, *, partner_id: str, sealing_key: str, pers
              "state": deadline_state(d, now=now, met_at=record.met.get(d.clock))}
             for d in record.deadlines
         ],
-        "feedback": [unseal(m, key=sealing_key, context=record.signal_id) for m in record.feedback_sealed],
+        "feedback": [await open_field(keys, m, field=MESSAGE_FIELD, signal_id=record.signal_id)
+                     for m in record.feedback_sealed],
         "history": [
             {"type": h.change.value, "status": h.status.value, "actor": h.actor_partner_id, "at": h.at.isoformat(),
              **({"person": h.actor_person} if h.actor_person else {}),
@@ -97,7 +139,8 @@ def signal_view(record: SignalRecord, *, partner_id: str, sealing_key: str, pers
                    "role": person.roles.get(record.body_id) if person else None},
     }
     if record.summary_sealed and may_read_free_text(record, partner_id, person, reporter_kind=reporter_kind):
-        view["summary"] = unseal(record.summary_sealed, key=sealing_key, context=record.signal_id)
+        view["summary"] = await open_field(keys, record.summary_sealed, field=SUMMARY_FIELD,
+                                           signal_id=record.signal_id)
     return view
 
 
@@ -108,14 +151,16 @@ def build_router(core: FeedbackCore, settings: FeedbackSettings) -> APIRouter:
     sealing_key = settings.sealing_key.get_secret_value()
     persons = person_tokens(settings.oidc_issuer, settings.oidc_audience)
     municipality = core.municipality
+    keys = core.keys
 
     async def caller(request: Request, signal_id: str) -> Actor | Response:
         return await _caller(request, signal_id, municipality=municipality, persons=persons)
 
-    def view_of(record: SignalRecord, actor: Actor) -> dict[str, Any]:
+    async def view_of(record: SignalRecord, actor: Actor) -> dict[str, Any]:
         reporter = municipality.partners.get(record.reporter_partner_id)
-        return signal_view(record, partner_id=actor.partner_id, sealing_key=sealing_key,
-                           person=person_scope(actor, municipality), reporter_kind=reporter.kind if reporter else "")
+        return await signal_view(record, partner_id=actor.partner_id, keys=keys,
+                                 person=person_scope(actor, municipality),
+                                 reporter_kind=reporter.kind if reporter else "")
 
     async def audited(response: Response, *, signal_id: str, actor: Actor, record: SignalRecord | None,
                       action: str, request_id: str | None = None) -> Response:
@@ -146,8 +191,13 @@ def build_router(core: FeedbackCore, settings: FeedbackSettings) -> APIRouter:
             return _unavailable()
         if record is None or not can_see(record, actor.partner_id, person_scope(actor, municipality)):
             return await audited(_not_found(), signal_id=signal_id, actor=actor, record=record, action="read")
+        try:
+            view = JSONResponse(await view_of(record, actor))
+        except SignalGone:
+            return await audited(_not_found(), signal_id=signal_id, actor=actor, record=None, action="read")
+        except TimeoutError:
+            return _unavailable()
         log.info("signal_read", signal_id=signal_id, partner=actor.partner_id, person=actor.person is not None)
-        view = JSONResponse(view_of(record, actor))
         return await audited(view, signal_id=signal_id, actor=actor, record=record, action="read")
 
     @router.post("/v1/signals/{signal_id}/events", summary="Een signaal oppakken, terugkoppelen, afsluiten, ...")
@@ -166,40 +216,63 @@ def build_router(core: FeedbackCore, settings: FeedbackSettings) -> APIRouter:
                            errors=[{"field": "regie_body_id", "code": "unknown_body",
                                     "message": "Kies een overleg uit de lijst."}])
         request_id = str(uuid.uuid4())
-        response, record = await change_signal(signal_id, actor, body, request_id)
+        try:
+            response, record = await change_signal(signal_id, actor, body, request_id, core=core, port=port,
+                                                   view_of=view_of, sealing_key=sealing_key)
+        except SignalGone:
+            response, record = _not_found(), None
+        except TimeoutError:
+            return _unavailable()
         return await audited(response, signal_id=signal_id, actor=actor, record=record, action=body.type,
                              request_id=request_id)
 
-    async def change_signal(signal_id: str, actor: Actor, body: EventIn,
-                            request_id: str) -> tuple[Response, SignalRecord | None]:
-        """Ask the owner's agent for the change through Kafka and wait for its answer."""
-        message_sealed = seal(body.message, key=sealing_key, context=signal_id) if body.message else None
-        change = ChangeRequest(change=LifecycleChange(body.type), actor_partner_id=actor.partner_id, at=utcnow(),
-                               outcome=body.outcome, reason=body.reason, message_sealed=message_sealed,
-                               person=person_scope(actor, municipality), regie_body_id=body.regie_body_id)
-        before: SignalRecord | None = None
-        if port.is_local(signal_id):  # a quick answer from the local table; the agent checks again
-            before = core.get(signal_id)
-            refusal = check(before, change)
-            if refusal is not None:
-                return _refused(refusal, before, view=view_of, actor=actor), before
-        asked = LifecycleRequested(
-            request_id=request_id, signal_id=signal_id, change=change.change, partner_id=actor.partner_id,
-            person_email=actor.person_email, message_sealed=message_sealed, outcome=body.outcome, reason=body.reason,
-            regie_body_id=body.regie_body_id, requested_at=change.at, reply_to=core.replies.worker_id,
-        )
-        try:
-            answer = await port.request(asked)
-        except TimeoutError:
-            return problem(503, code="not_confirmed", title="Nog niet bevestigd",
-                           detail="De wijziging is nog niet bevestigd. "
-                                  "Vraag de stand op en probeer het zo nodig opnieuw.",
-                           headers={"Retry-After": "5"}), before
-        if isinstance(answer.outcome, Refusal):
-            return _refused(answer.outcome, answer.current, view=view_of, actor=actor), answer.current
-        return JSONResponse(view_of(answer.outcome, actor)), answer.outcome
-
     return router
+
+
+async def change_signal(signal_id: str, actor: Actor, body: EventIn, request_id: str, *, core: FeedbackCore,
+                        port: SignalPort, view_of: View, sealing_key: str) -> tuple[Response, SignalRecord | None]:
+    """Ask the owner's agent for the change through Kafka and wait for its answer (SignalGone: erased)."""
+    keys, municipality = core.keys, core.municipality
+    local = port.is_local(signal_id)
+    before: SignalRecord | None = core.get(signal_id) if local else None
+    message_sealed = await _message_sealed(port, keys, body.message, known=before, local=local,
+                                           signal_id=signal_id, request_id=request_id, legacy_key=sealing_key)
+    change = ChangeRequest(change=LifecycleChange(body.type), actor_partner_id=actor.partner_id, at=utcnow(),
+                           outcome=body.outcome, reason=body.reason, message_sealed=message_sealed,
+                           person=person_scope(actor, municipality), regie_body_id=body.regie_body_id)
+    if local:  # a quick answer from the local table; the agent checks again
+        refusal = check(before, change)
+        if refusal is not None:
+            return await _refused(refusal, before, view=view_of, actor=actor), before
+    asked = LifecycleRequested(
+        request_id=request_id, signal_id=signal_id, change=change.change, partner_id=actor.partner_id,
+        person_email=actor.person_email, message_sealed=message_sealed, outcome=body.outcome, reason=body.reason,
+        regie_body_id=body.regie_body_id, requested_at=change.at, reply_to=core.replies.worker_id,
+    )
+    try:
+        answer = await port.request(asked)
+    except TimeoutError:
+        return problem(503, code="not_confirmed", title="Nog niet bevestigd",
+                       detail="De wijziging is nog niet bevestigd. "
+                              "Vraag de stand op en probeer het zo nodig opnieuw.",
+                       headers={"Retry-After": "5"}), before
+    if isinstance(answer.outcome, Refusal):
+        return await _refused(answer.outcome, answer.current, view=view_of, actor=actor), answer.current
+    return JSONResponse(await view_of(answer.outcome, actor)), answer.outcome
+
+
+
+async def _message_sealed(port: SignalPort, keys: KeyStore, message: str | None, *, known: SignalRecord | None,
+                          local: bool, signal_id: str, request_id: str, legacy_key: str) -> str | None:
+    """The feedback message encrypted under its signal's key (None without one); SignalGone once erased."""
+    if not message:
+        return None
+    record = known if local else await port.read(signal_id)
+    sealed = await seal_message(keys, message, record=record, signal_id=signal_id, request_id=request_id,
+                                legacy_key=legacy_key)
+    if sealed is None:
+        raise SignalGone(signal_id)
+    return sealed
 
 
 async def _caller(request: Request, signal_id: str, *, municipality: Municipality,
@@ -252,12 +325,12 @@ def _not_found() -> JSONResponse:
                    detail="Dit signaal bestaat niet of is niet voor u zichtbaar.")
 
 
-def _refused(refusal: Refusal, record: SignalRecord | None, *,
-             view: Callable[[SignalRecord, Actor], dict[str, Any]], actor: Actor) -> JSONResponse:
+async def _refused(refusal: Refusal, record: SignalRecord | None, *,
+                   view: View, actor: Actor) -> JSONResponse:
     """A refusal as problem+json; a 409 carries the current state (status and the whole view)."""
     extra = None
     if refusal.status == 409 and record is not None:
-        extra = {"current_status": record.status.value, "signal": view(record, actor)}
+        extra = {"current_status": record.status.value, "signal": await view(record, actor)}
     return problem(refusal.status, code=refusal.code,
                    title="Niet gevonden" if refusal.status == 404 else "Niet toegestaan", detail=refusal.message,
                    extra=extra)

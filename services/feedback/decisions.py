@@ -20,24 +20,31 @@ from services.feedback.calendar import DutchCalendar
 from services.feedback.deadlines import deadlines_for
 from services.feedback.lifecycle import (
     ChangeRequest,
+    ErasedStub,
     PersonScope,
     Refusal,
     SignalRecord,
     apply,
     check,
+    decode_stored,
+    erased_stub,
     on_assigned,
 )
 from services.feedback.metrics import FeedbackMetrics
 from services.feedback.sla_config import SlaConfig
+from shared.erasure import NOT_A_SIGNAL
 from shared.events import (
     LifecycleChange,
     LifecycleReplied,
     LifecycleRequested,
     SignalAssigned,
+    SignalErased,
+    SignalErasureRequested,
     SignalLifecycleChanged,
     SignalReadRequested,
     SlaBreached,
     SlaCheckRequested,
+    SubjectErased,
     UndecodableRecord,
     deterministic_id,
     make_event,
@@ -46,11 +53,12 @@ from shared.events import (
 )
 from shared.municipality import Municipality
 from shared.record_loop import Effects, Incoming, Publish, TableView, TableWrite
-from shared.topics import LIFECYCLE_REPLIES, SIGNALS_LIFECYCLE, SLA_BREACHED, SLA_WARNING
+from shared.topics import LIFECYCLE_REPLIES, LIFECYCLE_REQUESTS, SIGNALS_LIFECYCLE, SLA_BREACHED, SLA_WARNING
 
 log = structlog.get_logger(__name__)
 STATE = "signal-state"
 REQUEST_IDS_KEPT = 200
+
 
 
 @dataclass(frozen=True)
@@ -64,14 +72,20 @@ class Answer:
 Resolve = Callable[[str, Answer], None]
 
 
-def read_record(view: TableView, signal_id: str) -> SignalRecord | None:
-    """A signal's record as the batch sees it."""
+def read_stored(view: TableView, signal_id: str) -> SignalRecord | ErasedStub | None:
+    """A signal's record, or its stub when it was erased, as the batch sees it."""
     raw = view.get(STATE, signal_id.encode())
-    return SignalRecord.model_validate_json(raw) if raw else None
+    return decode_stored(raw) if raw else None
 
 
-def write_record(record: SignalRecord) -> TableWrite:
-    """The table write that stores a record."""
+def read_record(view: TableView, signal_id: str) -> SignalRecord | None:
+    """A signal's record as the batch sees it (None: no such signal, or erased)."""
+    stored = read_stored(view, signal_id)
+    return stored if isinstance(stored, SignalRecord) else None
+
+
+def write_record(record: SignalRecord | ErasedStub) -> TableWrite:
+    """The table write that stores a record (or a stub)."""
     return TableWrite(STATE, record.signal_id.encode(), record.model_dump_json().encode())
 
 
@@ -91,7 +105,9 @@ class FeedbackDecisions:
     metrics: FeedbackMetrics
     resolve: Resolve
     worker_id: str = ""
-    written: Callable[[SignalRecord], None] = lambda record: None  # told of every record stored, after the batch
+    written: Callable[[SignalRecord | ErasedStub], None] = lambda record: None  # told of every record stored
+    # Drops a child's keys from this process's key store (all of them when the key ids are None).
+    forget_keys: Callable[[str, list[str] | None], None] = lambda subject, kids: None
     checks_in_flight: dict[str, float] = field(default_factory=dict)
 
     def handle(self, record: Incoming, view: TableView) -> Effects:
@@ -103,13 +119,59 @@ class FeedbackDecisions:
             return self._on_request(data, view)
         if isinstance(data, SlaCheckRequested):
             return self._on_sla_check(data, view)
+        if isinstance(data, SubjectErased):
+            return self._on_subject_erased(data)
+        if isinstance(data, SignalErasureRequested):
+            return self._on_erasure_requested(data, view)
         if isinstance(data, SignalReadRequested):
             found = read_record(view, data.signal_id)
             return self._answer(data.request_id, data.reply_to, data.signal_id,
                                 Answer(found or Refusal(404, "signal_not_found", ""), found))
         raise UndecodableRecord("unexpected_event_type", f"feedback does not handle {record.envelope.type}")
 
+    def _on_subject_erased(self, erased: SubjectErased) -> Effects:
+        """Forget the child's keys here, and ask the owner of each erased signal's partition to drop its row."""
+        requests = []
+        for signal_id in erased.signal_ids:
+            if signal_id.startswith(NOT_A_SIGNAL):
+                continue
+            asked = SignalErasureRequested(erasure_id=erased.erasure_id, signal_id=signal_id, reason=erased.reason,
+                                           requested_at=erased.at)
+            event = make_event(asked, source=source_urn("feedback"), subject=signal_id,
+                               event_id=deterministic_id("erasure-request", erased.erasure_id, signal_id))
+            requests.append(Publish.event(LIFECYCLE_REQUESTS.name, key=signal_id, event=event))
+        kids = None if erased.scope == "subject" else list(erased.signal_ids)
+
+        def forgotten() -> None:
+            self.forget_keys(erased.subject_key, kids)
+            log.info("subject_erased_seen", erasure_id=erased.erasure_id, signals=len(requests),
+                     reason=erased.reason)
+
+        return Effects(publish=requests, after=[forgotten])
+
+    def _on_erasure_requested(self, asked: SignalErasureRequested, view: TableView) -> Effects:
+        """Replace the signal's record by a content-free stub and tell the others (SignalErased)."""
+        stored = read_stored(view, asked.signal_id)
+        if isinstance(stored, ErasedStub):
+            return Effects()  # redelivered, or erased twice
+        stub = erased_stub(stored, signal_id=asked.signal_id, erasure_id=asked.erasure_id, reason=asked.reason,
+                           at=asked.requested_at)
+        gone = SignalErased(signal_id=asked.signal_id, erasure_id=asked.erasure_id, reason=asked.reason,
+                            at=asked.requested_at)
+        event = make_event(gone, source=source_urn("feedback"), subject=asked.signal_id,
+                           event_id=deterministic_id("erased", asked.erasure_id, asked.signal_id))
+
+        def counted() -> None:
+            self.metrics.erased.labels(reason=asked.reason).inc()
+            log.info("signal_erased", signal_id=asked.signal_id, reason=asked.reason, had_record=stored is not None)
+
+        return Effects(publish=[Publish.event(SIGNALS_LIFECYCLE.name, key=asked.signal_id, event=event)],
+                       after=[counted]).add(self._store(stub))
+
     def _on_assigned(self, assigned: SignalAssigned, view: TableView) -> Effects:
+        if isinstance(read_stored(view, assigned.signal_id), ErasedStub):
+            return Effects(after=[lambda: log.info("assignment_of_erased_signal_ignored",
+                                                   signal_id=assigned.signal_id)])
         current = read_record(view, assigned.signal_id)
         if current is not None and current.attempt >= assigned.attempt:
             return Effects()  # redelivered: the clocks were fixed when it first arrived
@@ -208,7 +270,7 @@ class FeedbackDecisions:
         return effects.add(self._store(record.model_copy(
             update={"emitted": [*record.emitted, *(e.key for e in emissions)]})))
 
-    def _store(self, record: SignalRecord) -> Effects:
+    def _store(self, record: SignalRecord | ErasedStub) -> Effects:
         """Store a record in the lifecycle table, and tell `written` once the batch is done."""
         return Effects(writes=[write_record(record)], after=[lambda: self.written(record)])
 

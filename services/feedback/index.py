@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from services.feedback.breaches import next_due_at
-from services.feedback.lifecycle import SignalRecord, Status
+from services.feedback.lifecycle import ErasedStub, SignalRecord, Status, decode_stored
 
 CLOSED_STATES = frozenset({Status.CLOSED, Status.WITHDRAWN})
 
@@ -29,8 +29,12 @@ class DueIndex:
         self.open: dict[str, tuple[str, str]] = {}
         self.built_for: frozenset[Any] | None = None
 
-    def update(self, record: SignalRecord) -> None:
-        """A record was written."""
+    def update(self, record: SignalRecord | ErasedStub) -> None:
+        """A record (or an erased signal's stub: nothing due, not open) was written."""
+        if isinstance(record, ErasedStub):
+            for held in (self.next_due, self.attempt, self.open):
+                held.pop(record.signal_id, None)
+            return
         at = next_due_at(record)
         self.attempt[record.signal_id] = record.attempt
         if at is None:
@@ -49,7 +53,7 @@ class DueIndex:
         self.open.clear()
         for raw in raws:
             if raw:
-                self.update(SignalRecord.model_validate_json(raw))
+                self.update(decode_stored(raw))
         self.built_for = assignment
 
     def due(self, now: datetime) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -75,6 +76,50 @@ class SignalRecord(BaseModel):
     escalation_interval_s: float = 86400.0
     # On a match: the body the coordinator said leads (regie), if set.
     regie_body_id: str | None = None
+    # The child's pseudonym: whose key ring holds this signal's data key (ADR 0020); None before per-child keys.
+    subject_key: str | None = None
+
+
+class ErasedStub(BaseModel):
+    """What is left of an erased signal: no content, only what the SLA figures need (ADR 0020)."""
+
+    erased: Literal[True] = True
+    signal_id: str
+    reference: str | None = None
+    route: Route | None = None
+    body_id: str | None = None
+    urgency: Urgency | None = None
+    status_at_erasure: Status | None = None
+    received_at: datetime | None = None
+    assigned_at: datetime | None = None
+    deadlines: list[Deadline] = []
+    met: dict[str, datetime] = {}
+    erasure_id: str
+    reason: str
+    erased_at: datetime
+
+
+STUB_PREFIX = b'{"erased":true'
+
+
+def decode_stored(raw: bytes) -> SignalRecord | ErasedStub:
+    """A lifecycle table value: a signal's record, or the stub of an erased one."""
+    if raw.startswith(STUB_PREFIX):
+        return ErasedStub.model_validate_json(raw)
+    return SignalRecord.model_validate_json(raw)
+
+
+def erased_stub(record: SignalRecord | None, *, signal_id: str, erasure_id: str, reason: str,
+                at: datetime) -> ErasedStub:
+    """The content-free stub that replaces a record (or marks a signal erased before it reached feedback)."""
+    if record is None:
+        return ErasedStub(signal_id=signal_id, erasure_id=erasure_id, reason=reason, erased_at=at)
+    return ErasedStub(
+        signal_id=record.signal_id, reference=record.reference, route=record.route, body_id=record.body_id,
+        urgency=record.urgency, status_at_erasure=record.status, received_at=record.received_at,
+        assigned_at=record.assigned_at, deadlines=record.deadlines, met=record.met, erasure_id=erasure_id,
+        reason=reason, erased_at=at,
+    )
 
 
 # Which changes are allowed from which status (the reporter's withdrawal is checked apart).
@@ -300,6 +345,6 @@ def on_assigned(
         received_at=assigned.received_at, assigned_at=assigned.assigned_at, attempt=assigned.attempt,
         deadlines=deadlines, met={}, history=[*(record.history if record else []), entry],
         emitted=record.emitted if record else [], request_ids=record.request_ids if record else [],
-        escalation_interval_s=escalation_interval_s,
+        escalation_interval_s=escalation_interval_s, subject_key=assigned.subject_key,
     )
     return new, lifecycle_event(new, change=LifecycleChange.ASSIGNED, actor="schakel", at=assigned.assigned_at)

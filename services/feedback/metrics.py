@@ -10,6 +10,8 @@ from shared.metrics import LIFECYCLE_BUCKETS, RECORD_DEAD_LETTER_REASONS, HopMet
 from shared.topics import (
     AUDIT_LOG,
     LIFECYCLE_REQUESTS,
+    PRIVACY_ERASURES,
+    PRIVACY_KEYS,
     SIGNALS_ASSIGNED,
     SIGNALS_LIFECYCLE,
     SIGNALS_LIFECYCLE_DLQ,
@@ -23,14 +25,18 @@ CHANGES = tuple(c.value for c in LifecycleChange)
 STEPS = ("handler", "team_lead", "coordinator")
 
 
+ERASURE_REASONS = ("request", "retention")
+
+
 class FeedbackMetrics:
     """Every metric feedback exposes."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.hop = HopMetrics(
-            "feedback", registry=registry, consumes=[SIGNALS_ASSIGNED.name, LIFECYCLE_REQUESTS.name],
+            "feedback", registry=registry,
+            consumes=[SIGNALS_ASSIGNED.name, LIFECYCLE_REQUESTS.name, PRIVACY_ERASURES.name],
             produces=[SIGNALS_LIFECYCLE.name, SLA_WARNING.name, SLA_BREACHED.name, SIGNALS_LIFECYCLE_DLQ.name,
-                      LIFECYCLE_REQUESTS.name, AUDIT_LOG.name],
+                      LIFECYCLE_REQUESTS.name, AUDIT_LOG.name, PRIVACY_KEYS.name, PRIVACY_ERASURES.name],
             dead_letter_reasons=RECORD_DEAD_LETTER_REASONS,
         )
         self.open = Gauge("feedback_open_signals", "Signals not closed or withdrawn.", ["route", "urgency"],
@@ -51,6 +57,13 @@ class FeedbackMetrics:
                                    registry=registry)
         self.closures = Counter("feedback_closures_total", "Closed signals, with or without feedback before.",
                                 ["route", "with_feedback"], registry=registry)
+        self.erased = Counter("feedback_signals_erased_total",
+                              "Signals whose record became a content-free stub (erasure on request or retention).",
+                              ["reason"], registry=registry)
+        self.retention_due = Gauge("feedback_retention_due_signals",
+                                   "Signals of this worker past their retention term and not erased yet.",
+                                   registry=registry)
+        precreate(self.erased, combos(reason=ERASURE_REASONS))
         precreate(self.open, combos(route=ROUTES, urgency=URGENCIES))
         precreate(self.transitions, combos(change=CHANGES, route=ROUTES))
         precreate(self.refused, combos(change=CHANGES))

@@ -7,10 +7,12 @@ from typing import Any
 from fastapi import FastAPI
 
 from services.feedback.api import EventIn
+from services.feedback.privacy_api import ErasureIn
 from shared.openapi import component_schemas, document, problem_answer, success_answer
 
 SIGNAL_ROUTE = "/v1/signals/{signal_id}"
 EVENTS_ROUTE = "/v1/signals/{signal_id}/events"
+ERASURES_ROUTE = "/v1/privacy/erasures"
 
 _RETRY = {"Retry-After": {"schema": {"type": "string"}, "required": True}}
 _UNAUTHENTICATED = problem_answer("Geen of een onbekend token.",
@@ -87,13 +89,44 @@ def _change() -> dict[str, Any]:
     }
 
 
+def _erase() -> dict[str, Any]:
+    return {
+        "summary": "Alle gegevens over een kind wissen",
+        "description": "De functionaris gegevensbescherming wist een kind (AVG art. 17): de sleutels van al zijn "
+                       "signalen worden vernietigd; daarna bestaan die signalen voor iedereen niet meer (404).",
+        "operationId": "post_privacy_erasure",
+        "security": [{"bearer": []}],
+        "requestBody": {"required": True,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErasureIn"}}}},
+        "responses": {
+            "202": success_answer("De sleutels zijn vernietigd; de diensten ruimen hun gegevens op.",
+                                  schema={"$ref": "#/components/schemas/ErasureOut"}),
+            "400": problem_answer("De body is geen geldige JSON."),
+            "401": _UNAUTHENTICATED,
+            "403": problem_answer("Het token mist de scope privacy:erase."),
+            "422": problem_answer("Noem het kind met precies één van: BSN, school en leerlingnummer, pseudoniem."),
+            "503": problem_answer("Het wissen kon nu niet worden vastgelegd.", _RETRY),
+        },
+    }
+
+
+ERASURE_OUT: dict[str, Any] = {
+    "type": "object",
+    "required": ["erasure_id", "status", "keys_destroyed"],
+    "properties": {"erasure_id": {"type": "string", "format": "uuid"}, "status": {"type": "string"},
+                   "keys_destroyed": {"type": "integer"}},
+}
+
+
 def feedback_document() -> dict[str, Any]:
-    """The written-out contract of GET /v1/signals/{id} and POST /v1/signals/{id}/events."""
-    schemas = component_schemas(EventIn)
+    """The written-out contract of feedback's routes (signals, and the privacy officer's erasure)."""
+    schemas = component_schemas(EventIn, ErasureIn)
     schemas["SignalView"] = SIGNAL_VIEW
+    schemas["ErasureOut"] = ERASURE_OUT
     return document(title="Schakel feedback",
                     description="Schakel feedback: partners lezen de stand van een signaal en werken het bij.",
-                    paths={SIGNAL_ROUTE: {"get": _read()}, EVENTS_ROUTE: {"post": _change()}}, schemas=schemas)
+                    paths={SIGNAL_ROUTE: {"get": _read()}, EVENTS_ROUTE: {"post": _change()},
+                           ERASURES_ROUTE: {"post": _erase()}}, schemas=schemas)
 
 
 def install_openapi(api: FastAPI) -> None:

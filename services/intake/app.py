@@ -18,6 +18,7 @@ from services.intake.ratelimit import RateLimiter
 from services.intake.settings import IntakeSettings
 from services.intake.submission import Intake
 from shared.http import NO_FRAMEWORK_TELEMETRY, add_operational_routes
+from shared.keystore import Headers, key_store_for
 from shared.logging import configure_logging
 from shared.municipality import Municipality, load_municipality
 from shared.persons import person_tokens
@@ -36,8 +37,16 @@ def create_app(
     metrics = IntakeMetrics(registry)
     publisher = publisher or Publisher(settings)
     store = IdempotencyStore(settings, publisher, hop=metrics.hop)
+    the_publisher = publisher
+
+    async def send_key(topic: str, key: bytes, value: bytes | None, headers: Headers = ()) -> None:
+        await the_publisher.publish(topic=topic, key=key, value=value,  # type: ignore[arg-type] # None: tombstone
+                                    headers=list(headers))
+        metrics.hop.produced.labels(topic=topic).inc()
+
+    keys = key_store_for(settings, client_id="schakel-intake-keys", send=send_key)
     intake = Intake(settings=settings, municipality=municipality or load_municipality(settings.config),
-                    publisher=publisher, store=store, metrics=metrics)
+                    publisher=publisher, store=store, metrics=metrics, keys=keys)
     inbound = InboundConsumer(intake) if consume_inbound else None
     state = IntakeState(
         intake=intake, metrics=metrics,
@@ -48,6 +57,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await publisher.start()
+        await keys.start()
         await store.start()
         if inbound is not None:
             await inbound.start()
@@ -55,6 +65,7 @@ def create_app(
         if inbound is not None:
             await inbound.stop()
         await store.stop()
+        await keys.stop()
         await publisher.stop()
 
     api = FastAPI(title="Schakel intake", version="1", lifespan=lifespan, telemetry=NO_FRAMEWORK_TELEMETRY)
@@ -62,7 +73,7 @@ def create_app(
     install_openapi(api)
 
     def ready() -> bool:
-        is_ready = publisher.ready and store.recovered and (inbound is None or inbound.running)
+        is_ready = publisher.ready and keys.connected and store.recovered and (inbound is None or inbound.running)
         metrics.hop.ready.set(1 if is_ready else 0)
         return is_ready
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from services.intake.validation import SignalIn
 from shared.events import Contact, SignalReceived, deterministic_id
 from shared.municipality import Partner
-from shared.pseudonym import family_key, seal, subject_key
+from shared.pseudonym import family_key, subject_key
 from shared.taxonomy import CATEGORIES
 
 
@@ -18,6 +18,11 @@ def signal_id_for(*, partner_id: str, idempotency_key: str | None, fallback: str
     return fallback
 
 
+def received_event_id(signal_id: str) -> str:
+    """The id of a signal's signals.received event (deterministic: a retry publishes the same event)."""
+    return deterministic_id("received", signal_id)
+
+
 def reference_for(signal_id: str, received_at: datetime) -> str:
     """The short human reference, e.g. SK-2026-04711234 (digits only, derived from the id)."""
     return f"SK-{received_at.year}-{int(signal_id.replace('-', ''), 16) % 10**8:08d}"
@@ -25,9 +30,9 @@ def reference_for(signal_id: str, received_at: datetime) -> str:
 
 def to_signal_received(
     signal: SignalIn, *, partner: Partner, signal_id: str, received_at: datetime, pseudonym_secret: str,
-    sealing_key: str,
+    summary_sealed: str | None = None,
 ) -> SignalReceived:
-    """Pseudonymise identifiers, seal free text, apply the category's default urgency."""
+    """Pseudonymise identifiers, apply the category's default urgency; the free text comes encrypted (ADR 0020)."""
     subject = signal.subject
     reporter = signal.reporter or partner.contact
     school_brin = subject.school_brin or (partner.school_brin if partner.kind == "school" else None)
@@ -45,7 +50,7 @@ def to_signal_received(
         school_brin=school_brin,
         flags=signal.flags,
         postcode_area=signal.postcode_area,
-        summary_sealed=seal(signal.summary, key=sealing_key, context=signal_id) if signal.summary else None,
+        summary_sealed=summary_sealed,
         observed_at=signal.observed_at,
         received_at=received_at,
         reporter=Contact(name=reporter.name, email=reporter.email),

@@ -19,7 +19,8 @@ from services.intake.submission import Accepted, Intake, Rejected
 from services.intake.validation import MAX_BODY_BYTES
 from shared import fastjson
 from shared.events import CloudEvent, content_type_of
-from shared.pseudonym import seal
+from shared.keystore import KeyStore
+from shared.pseudonym import seal, subject_key
 from shared.record_loop import fatal, provenance_headers
 from shared.retry import retry_with_backoff, stopped_on_error
 from shared.topics import SIGNALS_INBOUND, SIGNALS_INBOUND_DLQ
@@ -31,9 +32,33 @@ SEALED_HEADER = "schakel-value-sealed"
 
 
 def dead_letter_value(raw: bytes, *, sealing_key: str, topic: str, partition: int, offset: int) -> bytes:
-    """The rejected record's value, sealed: dead letters carry no personal data in clear text."""
+    """A rejected record no child can be found in, sealed with the sealing key (dead letters carry no clear text)."""
     context = f"{topic}:{partition}:{offset}"
     return seal(base64.b64encode(raw).decode(), key=sealing_key, context=context).encode()
+
+
+def subject_of_raw(raw: bytes, *, pseudonym_secret: str) -> str | None:
+    """The subject pseudonym of a rejected record, when its identifiers can be read (whether valid or not)."""
+    try:
+        document = fastjson.loads(raw)
+        subject = document["data"]["subject"]
+        bsn, brin, pupil = (subject.get(name) for name in ("bsn", "school_brin", "pupil_ref"))
+        text = [v if isinstance(v, str) and v else None for v in (bsn, brin, pupil)]
+        return subject_key(secret=pseudonym_secret, bsn=text[0], school_brin=text[1], pupil_ref=text[2])
+    except (ValueError, RecursionError, KeyError, TypeError, AttributeError):
+        return None
+
+
+DEAD_LETTER_FIELD = "inbound_record"
+
+
+async def child_dead_letter_value(raw: bytes, *, keys: KeyStore, subject: str, topic: str, partition: int,
+                                  offset: int) -> bytes:
+    """A rejected record about a known child, encrypted under a key of that child (erased with the child)."""
+    context = f"{topic}:{partition}:{offset}"
+    token = await keys.encrypt(base64.b64encode(raw).decode(), subject=subject, kid=f"inbound:{context}",
+                               event_id=context, field=DEAD_LETTER_FIELD)
+    return token.encode()
 
 
 class InboundConsumer:
@@ -193,9 +218,19 @@ class InboundConsumer:
         """Write the sealed record with provenance and wait for the ack (before the offset is committed)."""
         headers = provenance_headers(topic=record.topic, partition=record.partition, offset=record.offset,
                                      code=code, service="intake")
-        headers.append((SEALED_HEADER, b"v1"))
-        value = dead_letter_value(record.value or b"", sealing_key=self.settings.sealing_key.get_secret_value(),
-                                  topic=record.topic, partition=record.partition, offset=record.offset)
+        raw = record.value or b""
+        subject = subject_of_raw(raw, pseudonym_secret=self.settings.pseudonym_secret.get_secret_value())
+        if subject is None:
+            headers.append((SEALED_HEADER, b"v1"))
+            value = dead_letter_value(raw, sealing_key=self.settings.sealing_key.get_secret_value(),
+                                      topic=record.topic, partition=record.partition, offset=record.offset)
+        else:
+            headers.append((SEALED_HEADER, b"v2"))
+            try:
+                value = await child_dead_letter_value(raw, keys=self.intake.keys, subject=subject, topic=record.topic,
+                                                      partition=record.partition, offset=record.offset)
+            except TimeoutError as exc:
+                raise BrokerUnavailable("key store") from exc
         await self.intake.publisher.publish(topic=self.dlq_topic, key=record.key, value=value, headers=headers)
         metrics = self.intake.metrics
         metrics.count_dead_letter(topic=record.topic, reason=code)

@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from shared.metrics import LATENCY_BUCKETS, HopMetrics, combos, precreate
 from shared.taxonomy import PARTNER_KINDS
-from shared.topics import INTAKE_IDEMPOTENCY, SIGNALS_INBOUND, SIGNALS_INBOUND_DLQ, SIGNALS_RECEIVED
+from shared.topics import INTAKE_IDEMPOTENCY, PRIVACY_KEYS, SIGNALS_INBOUND, SIGNALS_INBOUND_DLQ, SIGNALS_RECEIVED
 
 # Every stable code a refusal can carry (HTTP problem code or dead-letter error code); a closed set.
 FIELD_CODES = (
@@ -33,7 +33,7 @@ class IntakeMetrics:
         self.registry = registry
         self.hop = HopMetrics(
             "intake", registry=registry, consumes=[SIGNALS_INBOUND.name, INTAKE_IDEMPOTENCY.name],
-            produces=[SIGNALS_RECEIVED.name, SIGNALS_INBOUND_DLQ.name, INTAKE_IDEMPOTENCY.name],
+            produces=[SIGNALS_RECEIVED.name, SIGNALS_INBOUND_DLQ.name, INTAKE_IDEMPOTENCY.name, PRIVACY_KEYS.name],
         )
         self.accepted = Counter(
             "intake_signals_accepted_total", "Signals accepted and published.", ["partner_kind", "channel"],

@@ -12,14 +12,15 @@ import structlog
 from opentelemetry import trace
 from pydantic import ValidationError
 
-from services.intake.handlers import signal_id_for, to_signal_received
+from services.intake.handlers import received_event_id, signal_id_for, to_signal_received
 from services.intake.idempotency import IdempotencyStore
 from services.intake.ledger import fingerprint, key_hash, slot_for
 from services.intake.metrics import IntakeMetrics
 from services.intake.publisher import BrokerUnavailable, Publisher
 from services.intake.settings import IntakeSettings
 from services.intake.validation import SignalIn, describe_errors, parse_signal
-from shared.events import CLOUDEVENT_HEADERS, deterministic_id, encode_event, make_event, source_urn, utcnow
+from shared.events import CLOUDEVENT_HEADERS, encode_event, make_event, source_urn, utcnow
+from shared.keystore import KeyStore
 from shared.municipality import Municipality, Partner
 from shared.topics import SIGNALS_RECEIVED
 from shared.tracing import trace_headers
@@ -73,13 +74,14 @@ class Intake:
 
     def __init__(
         self, *, settings: IntakeSettings, municipality: Municipality, publisher: Publisher, store: IdempotencyStore,
-        metrics: IntakeMetrics,
+        metrics: IntakeMetrics, keys: KeyStore,
     ) -> None:
         self.settings = settings
         self.municipality = municipality
         self.publisher = publisher
         self.store = store
         self.metrics = metrics
+        self.keys = keys
         self._secret = settings.pseudonym_secret.get_secret_value()
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -104,7 +106,8 @@ class Intake:
         if isinstance(signal, Rejected):
             return self.reject(partner.kind, signal)
         if idempotency_key is None:
-            return await self._publish(signal, partner=partner, signal_id=str(uuid.uuid4()), channel=channel)
+            return await self._publish(signal, partner=partner, signal_id=str(uuid.uuid4()), channel=channel,
+                                       retried=False)
         if not self.store.recovered:
             return self.unavailable()
         hashed = key_hash(secret=self._secret, idempotency_key=idempotency_key)
@@ -151,7 +154,8 @@ class Intake:
             if claim_id is None:
                 continue
             signal_id = signal_id_for(partner_id=partner.id, idempotency_key=hashed_key, fallback="")
-            result = await self._publish(signal, partner=partner, signal_id=signal_id, channel=channel)
+            result = await self._publish(signal, partner=partner, signal_id=signal_id, channel=channel,
+                                         retried=True)
             if isinstance(result, Rejected):
                 await self.store.release(slot, claim_id=claim_id)
                 return result
@@ -170,15 +174,27 @@ class Intake:
                         retry_after=self.settings.intake_retry_after_s)
 
     async def _publish(
-        self, signal: SignalIn, *, partner: Partner, signal_id: str, channel: str
+        self, signal: SignalIn, *, partner: Partner, signal_id: str, channel: str, retried: bool
     ) -> Accepted | Rejected:
+        """Store the signal's data key, then publish the signal with its free text encrypted under it.
+
+        `retried`: the signal id is derived from an Idempotency-Key, so an earlier attempt may have made the key.
+        """
         received = to_signal_received(
             signal, partner=partner, signal_id=signal_id, received_at=utcnow(), pseudonym_secret=self._secret,
-            sealing_key=self.settings.sealing_key.get_secret_value(),
         )
         trace.get_current_span().set_attribute("schakel.signal_id", signal_id)
-        event = make_event(received, source=source_urn("intake"), subject=signal_id,
-                           event_id=deterministic_id("received", signal_id))
+        event_id = received_event_id(signal_id)
+        try:
+            if signal.summary:
+                sealed = await self.keys.encrypt(signal.summary, subject=received.subject_key, kid=signal_id,
+                                                 event_id=event_id, field="summary", may_exist=retried)
+                received = received.model_copy(update={"summary_sealed": sealed})
+            else:  # a key all the same: the child's key ring is the index of its signals (erasure, inzage)
+                await self.keys.data_key_for_new(received.subject_key, signal_id, may_exist=retried)
+        except (BrokerUnavailable, TimeoutError):
+            return self.unavailable()
+        event = make_event(received, source=source_urn("intake"), subject=signal_id, event_id=event_id)
         try:
             await self.publisher.publish(topic=SIGNALS_RECEIVED.name, key=received.subject_key,
                                          value=encode_event(event), headers=[*CLOUDEVENT_HEADERS, *trace_headers()])

@@ -23,7 +23,7 @@ from typing import Any
 import structlog
 
 from services.notify.digest import PendingEntry, PendingItem, recipient_key
-from services.notify.handlers import digest_context, mail_context, signal_id_of
+from services.notify.handlers import MailEvent, digest_context, mail_context, signal_id_of
 from services.notify.metrics import NotifyMetrics
 from services.notify.mime import OutgoingMail, message_bytes
 from services.notify.recipients import PlannedMail, plan
@@ -35,8 +35,10 @@ from shared.events import (
     Contract,
     DigestDue,
     DigestItemQueued,
+    DigestItemWithdrawn,
     NotificationSent,
     SignalAssigned,
+    SignalErased,
     deterministic_id,
     make_event,
     source_urn,
@@ -63,6 +65,16 @@ class MailJob:
     on_sent: Callable[[int, datetime], Effects]
     on_refused: Callable[[PermanentSmtpError], Effects]
     sent_log_key: bytes | None = None  # marked 'sent' as soon as the server accepted it
+
+
+def erased_mark(signal_id: str) -> bytes:
+    """The sent-log key that says a signal was erased: no mail about it, ever."""
+    return f"erased:{signal_id}".encode()
+
+
+def digest_mark(signal_id: str) -> bytes:
+    """The sent-log key listing the recipients (keyed hashes) whose digest a signal was queued for."""
+    return f"digests-of:{signal_id}".encode()
 
 
 def sent_log_state(view: TableView, key: bytes) -> dict[str, Any] | None:
@@ -112,7 +124,16 @@ class NotifyDecisions:
     # -- immediate mail ---------------------------------------------------------------------------------
 
     def handle(self, record: Incoming, view: TableView) -> Effects:
-        """Every e-mail this event calls for that the sent-log does not list yet (or queue it for a digest)."""
+        """Every e-mail this event calls for that the sent-log does not list yet (or queue it for a digest).
+
+        Never about an erased signal: a SignalErased leaves a mark in the sent-log (same partition as every
+        record about that signal) and takes the signal out of the digests it was queued for.
+        """
+        data = record.data
+        if isinstance(data, SignalErased):
+            return self._on_erased(data, view)
+        if isinstance(data, MailEvent) and view.get(SENT_LOG, erased_mark(data.signal_id)) is not None:
+            return Effects(after=[lambda: log.info("no_mail_about_erased_signal", signal_id=data.signal_id)])
         effects = Effects()
         for mail in plan(record.data, self.municipality):
             if mail.digest:
@@ -120,6 +141,24 @@ class NotifyDecisions:
             else:
                 effects.add(self._deliver(record.envelope, record.data, mail, view))
         return effects
+
+    def _on_erased(self, erased: SignalErased, view: TableView) -> Effects:
+        mark = erased_mark(erased.signal_id)
+        if view.get(SENT_LOG, mark) is not None:
+            return Effects()
+        queued_for = json.loads(view.get(SENT_LOG, digest_mark(erased.signal_id)) or b"[]")
+        withdrawals = []
+        for key in queued_for:
+            withdrawn = DigestItemWithdrawn(recipient_key=key, signal_id=erased.signal_id,
+                                            erasure_id=erased.erasure_id)
+            event = make_event(withdrawn, source=SOURCE, subject=erased.signal_id,
+                               event_id=deterministic_id("digest-withdrawn", erased.erasure_id, key))
+            withdrawals.append(Publish.event(NOTIFICATIONS_DIGEST.name, key=key, event=event))
+        return Effects(publish=withdrawals,
+                       writes=[TableWrite(SENT_LOG, mark, json.dumps({"status": "erased"}).encode()),
+                               TableWrite(SENT_LOG, digest_mark(erased.signal_id), b"[]")],
+                       after=[lambda: log.info("signal_erased_no_more_mail", signal_id=erased.signal_id,
+                                               digests=len(withdrawals))])
 
     def _deliver(self, envelope: CloudEvent, data: Contract, mail: PlannedMail, view: TableView) -> Effects:
         message_id = message_id_for(event_id=envelope.id, recipient=mail.recipient.email, domain=self.mail_domain)
@@ -185,9 +224,12 @@ class NotifyDecisions:
                                 queued_at=envelope.time)
         event = make_event(item, source=SOURCE, subject=data.signal_id,
                            event_id=deterministic_id("digest-item", message_id))
+        queued_for = json.loads(view.get(SENT_LOG, digest_mark(data.signal_id)) or b"[]")
         return Effects(
             publish=[Publish.event(NOTIFICATIONS_DIGEST.name, key=key, event=event)],
-            writes=[sent_log_write(log_key, {"status": "digest_queued"})],
+            writes=[sent_log_write(log_key, {"status": "digest_queued"}),
+                    TableWrite(SENT_LOG, digest_mark(data.signal_id),
+                               json.dumps(sorted({*queued_for, key})).encode())],
             after=[lambda: log.info("email_queued_for_digest", signal_id=data.signal_id, role=mail.recipient.role)])
 
     def handle_digest(self, record: Incoming, view: TableView) -> Effects:
@@ -197,6 +239,12 @@ class NotifyDecisions:
             return self._add_item(data, view)
         if isinstance(data, DigestDue):
             return self._send_digest(record.envelope, data, view)
+        if isinstance(data, DigestItemWithdrawn):
+            raw = view.get(DIGEST_PENDING, data.recipient_key.encode())
+            if raw is None:
+                return Effects()
+            entry = PendingEntry.decode(raw).without_signal(data.signal_id)
+            return Effects(writes=[TableWrite(DIGEST_PENDING, data.recipient_key.encode(), entry.encode())])
         return Effects()
 
     def _add_item(self, data: DigestItemQueued, view: TableView) -> Effects:

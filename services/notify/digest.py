@@ -80,6 +80,10 @@ class PendingEntry:
         """Items queued before the period began: the previous period's collection."""
         return tuple(i for i in self.items if i.queued_at < period_start)
 
+    def without_signal(self, signal_id: str) -> PendingEntry:
+        """The entry with an (erased) signal's items taken out."""
+        return replace(self, items=tuple(i for i in self.items if i.signal_id != signal_id))
+
     def after_sending(self, period: str, sent: tuple[PendingItem, ...]) -> PendingEntry:
         """The entry once a digest for `period` carried `sent`."""
         ids = {i.item_id for i in sent}

@@ -9,9 +9,8 @@ import faust
 from services.routing.config import RoutingConfig
 from services.routing.decisions import ASSIGNMENTS, FAMILIES, SUBJECTS, RoutingDecisions
 from services.routing.metrics import FAMILY_TOPIC, RoutingMetrics
-from shared.kafka import raw_topic
 from shared.record_loop import LINGER_S, RecordLoop
-from shared.topics import SIGNALS_ASSIGNED, SIGNALS_LIFECYCLE, SIGNALS_RECEIVED, SIGNALS_RECEIVED_DLQ
+from shared.topics import PRIVACY_ERASURES, SIGNALS_ASSIGNED, SIGNALS_LIFECYCLE, SIGNALS_RECEIVED, SIGNALS_RECEIVED_DLQ
 
 
 def _json_table(app: faust.App, name: str, partitions: int) -> Any:
@@ -39,7 +38,10 @@ def register_agents(app: faust.App, *, config: RoutingConfig, metrics: RoutingMe
 
     received_loop, family_loop, handoff_loop = loop(), loop(), loop()
 
-    @app.agent(raw_topic(app, SIGNALS_RECEIVED.name), name="route-received", concurrency=1)
+    received_topic = app.topic(SIGNALS_RECEIVED.name, PRIVACY_ERASURES.name, key_type=bytes, value_type=bytes,
+                               key_serializer="raw", value_serializer="raw")
+
+    @app.agent(received_topic, name="route-received", concurrency=1)
     async def route_received(stream: faust.StreamT) -> None:
         await received_loop.run(stream, decide.on_received)
 

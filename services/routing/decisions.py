@@ -25,8 +25,10 @@ from services.routing.metrics import FAMILY_TOPIC, RoutingMetrics
 from shared.events import (
     LifecycleChange,
     SignalAssigned,
+    SignalErased,
     SignalLifecycleChanged,
     SignalReceived,
+    SubjectErased,
     UndecodableRecord,
     make_event,
     utcnow,
@@ -49,8 +51,14 @@ class RoutingDecisions:
     metrics: RoutingMetrics
 
     def on_received(self, record: Incoming, view: TableView) -> Effects:
-        """Route a received signal once, and publish a match when another partner signalled the same child."""
+        """Route a received signal once, and publish a match when another partner signalled the same child.
+
+        `privacy.erasures` (keyed by subject key too, so co-partitioned) comes through here: an erased child's
+        entry keeps only the ids of its erased signals, so a redelivered or replayed record of one is not routed.
+        """
         data = record.data
+        if isinstance(data, SubjectErased):
+            return self._on_subject_erased(data, view.get(SUBJECTS, data.subject_key))
         if not isinstance(data, SignalReceived):
             raise UndecodableRecord("unexpected_event_type",
                                     f"expected a received signal, got {record.envelope.type}")
@@ -58,6 +66,8 @@ class RoutingDecisions:
         me = Seen(data.signal_id, data.reference, data.partner_id, data.partner_kind, data.received_at,
                   subject_key=data.subject_key)
         entry = view.get(SUBJECTS, data.subject_key)
+        if entry and data.signal_id in entry.get("erased", ()):
+            return Effects(after=[lambda: log.info("erased_signal_not_routed", signal_id=data.signal_id)])
         state = look_up(entry, me, window=loaded.book.window)
         if state.duplicate:
             return Effects(after=[lambda: log.info("signal_already_routed", signal_id=data.signal_id)])
@@ -70,7 +80,10 @@ class RoutingDecisions:
             effects.add(self._match("subject", data.subject_key, me, state, now))
         if data.family_key:
             effects.publish.append(Publish.event(FAMILY_TOPIC, key=data.family_key, event=assigned_event(assigned)))
-        effects.writes.append(TableWrite(SUBJECTS, data.subject_key, remember(entry, me, window=loaded.book.window)))
+        remembered = remember(entry, me, window=loaded.book.window)
+        if entry and entry.get("erased"):
+            remembered = {**remembered, "erased": entry["erased"]}
+        effects.writes.append(TableWrite(SUBJECTS, data.subject_key, remembered))
 
         def counted() -> None:
             self.metrics.assigned.labels(route=assigned.route.value, rule=assigned.rule_id).inc()
@@ -81,6 +94,18 @@ class RoutingDecisions:
 
         effects.after.append(counted)
         return effects
+
+    def _on_subject_erased(self, erased: SubjectErased, entry: dict[str, Any] | None) -> Effects:
+        """Drop the erased signals from the child's match entry; keep their ids (content-free) as erased."""
+        gone = set(erased.signal_ids)
+        signals = [raw for raw in (entry or {}).get("signals", [])
+                   if erased.scope != "subject" and Seen.from_json(raw).signal_id not in gone]
+        if erased.scope == "subject":
+            gone.update(Seen.from_json(raw).signal_id for raw in (entry or {}).get("signals", []))
+        kept = {"signals": signals, "erased": sorted(gone | set((entry or {}).get("erased", [])))}
+        return Effects(writes=[TableWrite(SUBJECTS, erased.subject_key, kept)],
+                       after=[lambda: log.info("subject_erased_seen", erasure_id=erased.erasure_id,
+                                               signals=len(gone))])
 
     def on_family(self, record: Incoming, view: TableView) -> Effects:
         """Remember a first assignment under its family key; publish a match across siblings."""
@@ -113,8 +138,13 @@ class RoutingDecisions:
     def on_handoff(self, record: Incoming, view: TableView) -> Effects:
         """Remember each assignment; turn a rejection of the current one into the next assignment."""
         data = record.data
+        if isinstance(data, SignalErased):  # the last assignment (summary, reporter) goes; a content-free mark stays
+            return Effects(writes=[TableWrite(ASSIGNMENTS, data.signal_id, {"erased": True})])
         if isinstance(data, SignalAssigned):
-            return self._remember_assignment(data, view.get(ASSIGNMENTS, data.signal_id) or {})
+            entry = view.get(ASSIGNMENTS, data.signal_id) or {}
+            if entry.get("erased"):
+                return Effects()
+            return self._remember_assignment(data, entry)
         if isinstance(data, SignalLifecycleChanged) and data.change is LifecycleChange.REJECTED:
             return self._on_rejected(data, view.get(ASSIGNMENTS, data.signal_id) or {})
         return Effects()

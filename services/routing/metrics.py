@@ -8,7 +8,14 @@ from services.routing.rules import HANDOFF_EXHAUSTED, SYMBOLIC_TARGETS, RuleBook
 from shared.events import Route
 from shared.metrics import LATENCY_BUCKETS, RECORD_DEAD_LETTER_REASONS, HopMetrics, combos, precreate
 from shared.municipality import Municipality
-from shared.topics import SIGNALS_ASSIGNED, SIGNALS_LIFECYCLE, SIGNALS_MATCHED, SIGNALS_RECEIVED, SIGNALS_RECEIVED_DLQ
+from shared.topics import (
+    PRIVACY_ERASURES,
+    SIGNALS_ASSIGNED,
+    SIGNALS_LIFECYCLE,
+    SIGNALS_MATCHED,
+    SIGNALS_RECEIVED,
+    SIGNALS_RECEIVED_DLQ,
+)
 
 # The internal topic routing repartitions first assignments through, keyed by family key.
 FAMILY_TOPIC = "schakel-routing-by-family"
@@ -22,7 +29,8 @@ class RoutingMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.hop = HopMetrics(
             "routing", registry=registry,
-            consumes=[SIGNALS_RECEIVED.name, SIGNALS_LIFECYCLE.name, SIGNALS_ASSIGNED.name, FAMILY_TOPIC],
+            consumes=[SIGNALS_RECEIVED.name, SIGNALS_LIFECYCLE.name, SIGNALS_ASSIGNED.name, FAMILY_TOPIC,
+                      PRIVACY_ERASURES.name],
             produces=[SIGNALS_ASSIGNED.name, SIGNALS_MATCHED.name, SIGNALS_RECEIVED_DLQ.name, FAMILY_TOPIC],
             dead_letter_reasons=RECORD_DEAD_LETTER_REASONS,
         )

@@ -180,7 +180,7 @@ SOURCE = re.compile(r"^urn:nld:oin:[0-9]{20}:systeem:schakel-[a-z][a-z0-9-]*$")
 EVENT_TYPE = re.compile(r"^nl\.[a-z0-9]+(\.[a-z][a-z0-9_]*)+\.v[0-9]+$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 # Not events: intake's idempotency log is plain JSON; dead letters keep the original's (or notify's JSON) type.
-NOT_EVENTS = {"intake.idempotency": "application/json"}
+NOT_EVENTS = {"intake.idempotency": "application/json", "privacy.keys": "application/json"}
 DEAD_LETTERS = {spec.name for spec in ALL_TOPICS if spec.name.endswith(".dlq")}
 CANARIES = (BSN, "123456782", PUPIL_REF, "L-SEED", "FAM-99", "FAM-SEED", "kort lontje", "Juf Jansen", REPORTER)
 

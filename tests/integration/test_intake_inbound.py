@@ -7,6 +7,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -26,6 +27,7 @@ from tests.integration.intake_support import (
     wait_until,
     write_municipality,
 )
+from tests.privacy_support import open_field, system_ring
 
 pytestmark = pytest.mark.kafka
 
@@ -50,10 +52,18 @@ def dead_letter_for(kafka: Broker, marker: bytes) -> dict[str, object]:
     """The dead letter whose (sealed) original value contains a marker."""
 
     def find() -> dict[str, object] | None:
-        for letter in dead_letters(kafka):
+        letters = dead_letters(kafka)
+        ring = system_ring(kafka.bootstrap)  # after the letters: it holds the key of every one of them
+        for letter in letters:
             h = letter["headers"]
             context = f"{h['schakel-original-topic']}:{h['schakel-original-partition']}:{h['schakel-original-offset']}"
-            raw = base64.b64decode(unseal(letter["value"].decode(), key=SEALING_KEY, context=context))
+            sealed = letter["value"].decode()  # type: ignore[attr-defined]
+            if h["schakel-value-sealed"] == "v2":  # type: ignore[index]  # about a known child: under a key of that child
+                opened = open_field(sealed, bootstrap=kafka.bootstrap, field="inbound_record", ring=ring)
+                assert opened is not None
+                raw = base64.b64decode(opened)
+            else:
+                raw = base64.b64decode(unseal(sealed, key=SEALING_KEY, context=context))
             if marker in raw:
                 return {**letter, "raw": raw}
         return None
@@ -65,20 +75,18 @@ def test_a_signed_good_record_reaches_signals_received(intake: ServiceProcess, k
     summary = f"inbound-good-{uuid.uuid4()}"
     event_id = str(uuid.uuid4())
     send_inbound(kafka.bootstrap, submitted_event(signal_body(category="OVERL", summary=summary), event_id=event_id))
-    events = wait_until(lambda: [e for e in received_events(kafka.bootstrap) if summary_of(e) == summary], timeout=30)
+    events = wait_until(lambda: [e for e in received_events(kafka.bootstrap)
+                                 if summary_of(e, kafka.bootstrap) == summary], timeout=30)
     assert len(events) == 1
     data = events[0]["data"]
     assert data["partner_id"] == "politie-basisteam" and data["category"] == "OVERL"
     assert summary.encode() not in json.dumps(events[0]).encode()
 
 
-def summary_of(event: dict[str, object]) -> str | None:
-    data = event["data"]
-    sealed = data.get("summary_sealed")  # type: ignore[union-attr]
-    try:
-        return unseal(sealed, key=SEALING_KEY, context=data["signal_id"]) if sealed else None  # type: ignore[index]
-    except ValueError:  # sealed by another test's intake with another key
-        return None
+def summary_of(event: dict[str, object], bootstrap: str) -> str | None:
+    data: Any = event["data"]
+    sealed = data.get("summary_sealed")
+    return open_field(sealed, bootstrap=bootstrap, field="summary") if sealed else None
 
 
 def test_a_redelivered_record_is_published_once(intake: ServiceProcess, kafka: Broker) -> None:

@@ -230,9 +230,11 @@ def test_a_digest_partner_gets_u2_queued_for_its_digest_and_the_reporter_mailed_
     envelope, item = from_publish(queued)
     assert envelope.id == deterministic_id("digest-item", message_id)
     assert isinstance(item, DigestItemQueued) and item.item_id == message_id and item.recipient_key == key
-    [write] = effects.writes
+    write, queued_for = effects.writes
     assert (write.table, write.key) == (SENT_LOG, message_id.encode())
     assert json.loads(write.value) == {"status": "digest_queued"}
+    assert (queued_for.table, queued_for.key) == (SENT_LOG, f"digests-of:{item.signal_id}".encode())
+    assert json.loads(queued_for.value) == [key]  # where an erasure must take it out again
     again = notify.handle(record)
     assert [r.topic for r in again.publish] == []  # queued once
 

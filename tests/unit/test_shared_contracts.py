@@ -183,7 +183,7 @@ def test_production_refuses_the_development_secrets(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("SCHAKEL_ENVIRONMENT", "production")
     with pytest.raises(ValidationError, match="SCHAKEL_PSEUDONYM_SECRET"):
         Settings()
-    for name in ("PSEUDONYM_SECRET", "SEALING_KEY", "INBOUND_SIGNING_SECRET"):
+    for name in ("PSEUDONYM_SECRET", "SEALING_KEY", "INBOUND_SIGNING_SECRET", "MASTER_KEY"):
         monkeypatch.setenv(f"SCHAKEL_{name}", f"{name.lower()}-0123456789abcdef0123456789abcdef")
     assert Settings().environment == "production"
 

@@ -166,4 +166,4 @@ def test_cookies_are_secure_everywhere_but_plain_http_on_loopback() -> None:
     with pytest.raises(ValueError, match="SCHAKEL_WERKBAK_SESSION_SECRET"):
         WerkbakSettings(environment="production", oidc_issuer="https://idp.example",
                         pseudonym_secret="p" * 40, sealing_key="s" * 40, inbound_signing_secret="i" * 40,
-                        oidc_client_secret="c" * 40)
+                        master_key="m" * 40, oidc_client_secret="c" * 40)
