@@ -15,7 +15,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from shared.events import SignalLifecycleChanged, UndecodableRecord, decode_as
+from shared.events import SignalErased, SignalLifecycleChanged, UndecodableRecord, decode_event
 from shared.retry import retry_with_backoff
 from shared.topics import SIGNALS_LIFECYCLE
 
@@ -59,10 +59,13 @@ class Directory:
 
     def _decode(self, value: bytes | None) -> None:
         try:
-            _, event = decode_as(value, SignalLifecycleChanged)
+            _, event = decode_event(value)
         except UndecodableRecord:
             return  # feedback dead-letters what it cannot read; the directory only skips it
-        self.take(event)
+        if isinstance(event, SignalErased):  # erased (ADR 0020): not a candidate any more, its reporter forgotten
+            self.entries.pop(event.signal_id, None)
+        elif isinstance(event, SignalLifecycleChanged):
+            self.take(event)
 
     async def run(self) -> None:
         """Read the topic from the beginning, then follow it, until cancelled."""

@@ -183,3 +183,30 @@ def test_retention_is_two_years_or_sooner_once_closed_as_unfounded() -> None:
     later = closing.requested_at + timedelta(days=31)
     assert due([founded, closed], now=later, policy=policy) == [closed]
     assert due([closed], now=closing.requested_at + timedelta(days=29), policy=policy) == []
+
+
+def test_the_werkbak_directory_forgets_an_erased_signal_and_its_reporter() -> None:
+    from services.werkbak.directory import Directory
+    from shared.events import encode_event, make_event
+
+    directory = Directory("127.0.0.1:1")
+    record = Feedback()
+    changed = record.handle(assigned()).publish[0].value  # the lifecycle event feedback publishes on assignment
+    directory._decode(changed)
+    assert directory.assigned_to({"zat-12ab"}) == [SIGNAL_ID]
+    erased = SignalErased(signal_id=SIGNAL_ID, erasure_id="e", reason="request", at=utcnow())
+    directory._decode(encode_event(make_event(erased, source=source_urn("feedback"), subject=SIGNAL_ID)))
+    assert directory.entries == {}
+
+
+def test_no_topic_keeps_records_longer_than_the_default_retention_and_the_key_topic_compacts_within_hours() -> None:
+    from services.feedback.retention import DEFAULT_TERM
+    from shared.topics import ALL_TOPICS, PRIVACY_KEYS
+
+    term_ms = int(DEFAULT_TERM.total_seconds() * 1000)
+    deleting = [t for t in ALL_TOPICS if t.cleanup_policy == "delete"]
+    assert deleting and all(t.retention_ms <= term_ms for t in deleting)
+    config = PRIVACY_KEYS.config()
+    assert config["cleanup.policy"] == "compact"
+    bound_ms = sum(int(config[k]) for k in ("segment.ms", "max.compaction.lag.ms", "delete.retention.ms"))
+    assert bound_ms <= 8 * 60 * 60 * 1000  # an erased key leaves the broker's disks within about 8 h (ADR 0020)
