@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -45,6 +45,7 @@ log = structlog.get_logger(__name__)
 FAUST_VERSION = "0.15.3"
 GapListener = Callable[[Gap], None]
 _gap_listeners: dict[str, list[GapListener]] = {}
+_revocation_drains: dict[str, list[tuple[Callable[[], Awaitable[None]], float]]] = {}
 
 
 # -- 1. fetch with a snapshot; 3. deliver only continuous offsets ---------------------------------------
@@ -149,10 +150,26 @@ async def perform_seek(self: Any) -> None:
 
 
 async def on_partitions_revoked(self: Any, revoked: set[TP]) -> None:
-    """faust's `Consumer.on_partitions_revoked`; revoked partitions are no longer expected to continue."""
+    """faust's `Consumer.on_partitions_revoked`; revoked partitions are no longer expected to continue.
+
+    Before faust flushes the producer and lets the group hand the partitions on, the work registered with
+    `before_revocation` may finish (bounded): notify's SMTP transactions already under way, so their sent-log
+    writes reach the changelog the new owner recovers from, and it does not send the same mail again.
+    """
     continuity_of(self).forget([(tp.topic, tp.partition) for tp in revoked])
     self.app._schakel_revoked_generation = self.app.consumer_generation_id  # its records are no longer ours
+    for drain, timeout_s in _revocation_drains.get(self.app.conf.id, ()):
+        try:
+            await asyncio.wait_for(drain(), timeout_s)
+        except TimeoutError:
+            log.warning("revocation_drain_timed_out", timeout_s=timeout_s)
     await _original_on_partitions_revoked(self, revoked)
+
+
+def before_revocation(app: faust.App, drain: Callable[[], Awaitable[None]], *, timeout_s: float) -> None:
+    """Await `drain` (at most `timeout_s`) when partitions are revoked, once their records stopped counting as
+    this worker's and before the producer is flushed and the partitions move (see on_partitions_revoked)."""
+    _revocation_drains.setdefault(app.conf.id, []).append((drain, timeout_s))
 
 
 async def add_gap(self: Any, tp: TP, offset_from: int, offset_to: int) -> None:

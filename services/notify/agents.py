@@ -15,10 +15,14 @@ from services.notify.digest import DigestSchedule, PendingEntry
 from services.notify.mailer import Mailer, Sender
 from services.notify.metrics import CONSUMED, NotifyMetrics
 from shared.events import DigestDue, deterministic_id, make_event, utcnow
-from shared.faust_compat import is_current
+from shared.faust_compat import before_revocation, is_current
 from shared.municipality import Municipality
 from shared.record_loop import LINGER_S, Publish, RecordLoop, produce_all
 from shared.topics import NOTIFICATIONS_DIGEST, NOTIFICATIONS_DLQ
+
+# How long a rebalance waits for the SMTP transactions under way (one takes milliseconds; longer only while
+# the server is slow or down, and then the new owner may send that mail again: reliability #7's one copy).
+REVOCATION_DRAIN_S = 10.0
 
 
 @dataclass
@@ -52,6 +56,7 @@ class NotifyCore:
         tables = {SENT_LOG: self.sent_log, DIGEST_PENDING: self.digest_pending}
         self.mailer = Mailer(self.sender, self.metrics, self.sent_log, retry_base_s=self.retry_base_s,
                              retry_max_s=self.retry_max_s, still_ours=partial(is_current, self.app))
+        before_revocation(self.app, self.mailer.drain, timeout_s=REVOCATION_DRAIN_S)
         self.decisions = NotifyDecisions(self.municipality, self.metrics, self.sender_address, self.mail_domain,
                                          self.base_url)
         self.loop = RecordLoop(self.app, service="notify", metrics=self.metrics.hop, dlq_topic=NOTIFICATIONS_DLQ.name,

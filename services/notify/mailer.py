@@ -49,6 +49,7 @@ class Mailer:
     retry_max_s: float = 50.0
     waiting_since: dict[int, float] = field(default_factory=dict)
     still_ours: Callable[[Any], bool] = lambda event: True
+    _sending: set[asyncio.Future[None]] = field(default_factory=set)
 
     async def __call__(self, planned: Planned) -> None:
         jobs: list[tuple[Any, Effects, MailJob]] = []
@@ -58,7 +59,21 @@ class Mailer:
                 if job.message_id not in seen:
                     seen.add(job.message_id)
                     jobs.append((event, effects, job))
-        await asyncio.gather(*(self._send(event, effects, job) for event, effects, job in jobs))
+        sending = [asyncio.ensure_future(self._send(event, effects, job)) for event, effects, job in jobs]
+        self._sending.update(sending)
+        try:
+            await asyncio.gather(*sending)
+        finally:
+            self._sending.difference_update(sending)
+
+    async def drain(self) -> None:
+        """Wait until the mails under way are through and marked in the sent-log (partitions are being revoked).
+
+        Mails still waiting for a connection find they are no longer wanted and stop at once; the one in an
+        SMTP transaction finishes, so the worker that takes the partition over reads it as sent.
+        """
+        if self._sending:
+            await asyncio.wait(list(self._sending))
 
     async def _send(self, event: Any, effects: Effects, job: MailJob) -> None:
         parent = trace.set_span_in_context(effects.span) if effects.span is not None else None

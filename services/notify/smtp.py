@@ -178,13 +178,14 @@ class SmtpSender:
     ) -> int:
         """Send, retrying transient failures with capped exponential backoff and jitter; return attempts.
 
-        `still_wanted` is asked before the first attempt: NotWanted if the mail is no longer wanted.
+        `still_wanted` is asked before every attempt: NotWanted once the mail is no longer wanted (its partition
+        moved to another worker during a retry, which then sends it).
         """
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        if still_wanted is not None and not still_wanted():
-            raise NotWanted(message.message_id if isinstance(message, OutgoingMail) else "")
         for attempt in range(1, max_attempts + 1):
+            if still_wanted is not None and not still_wanted():
+                raise NotWanted(message.message_id if isinstance(message, OutgoingMail) else "")
             try:
                 await self.send(message)
                 return attempt
@@ -235,14 +236,13 @@ class SmtpPool:
                               still_wanted: Callable[[], bool] | None = None, **retry: Any) -> int:
         """Send on a free connection (see SmtpSender.send_with_retry); return the attempts it took.
 
-        `still_wanted` is asked once a connection is free, right before the mail goes out: NotWanted if not.
+        `still_wanted` is asked once a connection is free, right before the mail goes out, and before every
+        retry: NotWanted if not.
         """
         free = self._queue()
         sender = await free.get()
         try:
-            if still_wanted is not None and not still_wanted():
-                raise NotWanted(message.message_id if isinstance(message, OutgoingMail) else "")
-            return await sender.send_with_retry(message, **retry)
+            return await sender.send_with_retry(message, still_wanted=still_wanted, **retry)
         finally:
             free.put_nowait(sender)
 
