@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.subject_crypto import is_token
+
 SIGNAL_TOPICS = ("signals.assigned", "signals.lifecycle", "sla.warning", "sla.breached", "notifications.sent",
                  "audit.log")
 LIFECYCLE_CHANGELOG = "schakel-feedback-signal-state-changelog"
@@ -58,10 +60,11 @@ def _signal(received: dict[str, Any], holdings: Holdings, opener: Opener) -> dic
     erased = [e for e in events["signals.lifecycle"] if e["type"] == "nl.schakel.signal.erased.v1"]
     state = holdings.state.get(signal_id, {})
     summary = _opened(opener, data.get("summary_sealed"), "summary", signal_id)
+    key_gone = summary is None and is_token(data.get("summary_sealed"))  # its key destroyed, the stub on its way
     return {
         "signal_id": signal_id,
         "reference": data["reference"],
-        "erased": bool(erased) or bool(state.get("erased")),
+        "erased": bool(erased) or bool(state.get("erased")) or key_gone,
         "received_at": data["received_at"],
         "reported_by": {"partner_id": data["partner_id"], "partner_kind": data["partner_kind"]},
         "category": data["category"],
