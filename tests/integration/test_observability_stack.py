@@ -19,7 +19,8 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from schakel.kafka_broker import free_port
-from schakel.prometheus_config import PROMETHEUS_DIR, SERVICES, render_config
+from schakel.processes import SERVICES  # the four services System starts (Prometheus also knows the werkbak)
+from schakel.prometheus_config import PROMETHEUS_DIR, render_config
 from shared.topics import ALL_TOPICS
 from tests.conftest import start_broker
 from tests.harness import System, wait_until
