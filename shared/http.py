@@ -15,7 +15,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.tracing import context_of, tracer
+from shared.tracing import context_of
+from shared.tracing import span as tracing_span
 
 PROBLEM_JSON = "application/problem+json"
 # The full version of Schakel's HTTP APIs (NL API Design Rules /core/version-header); the major is in the URI.
@@ -129,8 +130,8 @@ class TraceRequests:
             return
         method, path = scope["method"], scope["path"]
         parent = context_of((name.decode("latin-1"), value) for name, value in scope.get("headers", ()))
-        with tracer().start_as_current_span(f"{self.name} {method}", context=parent, kind=SpanKind.SERVER,
-                                            attributes={"http.request.method": method, "url.path": path}) as span:
+        with tracing_span(f"{self.name} {method}", context=parent, kind=SpanKind.SERVER,
+                          attributes={"http.request.method": method, "url.path": path}) as span:
 
             async def send_traced(message: Message) -> None:
                 if message["type"] == "http.response.start":

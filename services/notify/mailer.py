@@ -25,7 +25,8 @@ from services.notify.smtp import NotWanted, PermanentSmtpError, RetryCallback, T
 from shared.events import utcnow
 from shared.faust_compat import as_current_event
 from shared.record_loop import Effects, Planned
-from shared.tracing import traced, tracer
+from shared.tracing import span as tracing_span
+from shared.tracing import traced
 
 UNLIMITED_ATTEMPTS = 1_000_000_000
 
@@ -76,9 +77,10 @@ class Mailer:
             await asyncio.wait(list(self._sending))
 
     async def _send(self, event: Any, effects: Effects, job: MailJob) -> None:
-        parent = trace.set_span_in_context(effects.span) if effects.span is not None else None
-        with tracer().start_as_current_span("notify smtp send", context=parent, kind=SpanKind.CLIENT,
-                                            attributes={"schakel.template": job.kind}) as span:
+        handled = effects.span
+        parent = trace.set_span_in_context(handled) if handled and handled.get_span_context().is_valid else None
+        with tracing_span("notify smtp send", context=parent, kind=SpanKind.CLIENT,
+                          attributes={"schakel.template": job.kind}) as span:
             message = job.build()
             try:
                 attempts = await self._deliver(message, job, still_wanted=lambda: self.still_ours(event))

@@ -43,3 +43,18 @@ def test_a_span_travels_in_a_traceparent_header_and_the_sink_receives_parent_and
 def test_nothing_traced_means_no_header() -> None:
     assert trace_headers() == ()  # no span is current (and tracing is not configured in unit tests)
     assert context_of([("content-type", b"x")]) is None
+
+
+def test_without_an_exporter_a_record_without_a_trace_costs_no_span_and_a_traced_one_passes_its_trace_on() -> None:
+    from shared.record_loop import Publish
+    from shared.tracing import handling, traced
+
+    record = Publish("signals.assigned", b"k", b"{}", (("content-type", b"x"),))
+    with handling("routing", topic="signals.received", partition=0, offset=1, headers=[("content-type", b"x")]) as a:
+        assert not a.get_span_context().is_valid
+        assert traced([record], a) == [record]
+    caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    with handling("routing", topic="signals.received", partition=0, offset=2,
+                  headers=[("traceparent", caller.encode())]) as b:
+        (forwarded,) = traced([record], b)
+    assert dict(forwarded.headers)["traceparent"].decode().split("-")[1] == "0af7651916cd43dd8448eb211c80319c"
