@@ -18,6 +18,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from schakel.pids import stop_pid
 from shared.settings import REPO_ROOT
 
 IDP_DIR = REPO_ROOT / "infra" / "idp"
@@ -130,22 +131,7 @@ class IdentityProvider:
         pid = self.pid()
         if pid is None:
             return
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                waited, _ = os.waitpid(pid, os.WNOHANG)
-                if waited == pid:
-                    break
-            except ChildProcessError:
-                pass
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        else:
-            os.kill(pid, signal.SIGKILL)
+        stop_pid(pid, sig=signal.SIGTERM, timeout=timeout, poll_s=0.1)
         self.pid_file.unlink(missing_ok=True)
 
 

@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from schakel.pids import stop_pid
 from shared.settings import REPO_ROOT
 
 POM = REPO_ROOT / "infra" / "kafka" / "pom.xml"
@@ -189,20 +190,5 @@ class Broker:
         pid = self.pid()
         if pid is None:
             return
-        os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                waited, _ = os.waitpid(pid, os.WNOHANG)
-                if waited == pid:
-                    break
-            except ChildProcessError:
-                pass
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.2)
-        else:
-            os.kill(pid, signal.SIGKILL)
+        stop_pid(pid, sig=signal.SIGKILL if kill else signal.SIGTERM, timeout=timeout, poll_s=0.2)
         self.pid_file.unlink(missing_ok=True)
