@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 import threading
@@ -107,7 +108,10 @@ class Bench:
 def bench_system(*, services: tuple[str, ...] = ("intake", "routing", "feedback", "notify"),
                  keep: bool = False, extra_env: dict[str, str] | None = None,
                  root: Path | None = None) -> Iterator[Bench]:
-    """Start broker, sink and services in a temporary directory; stop (and remove) everything afterwards."""
+    """Start broker, sink and services in a temporary directory; stop (and remove) everything afterwards.
+
+    With `keep` or SCHAKEL_BENCH_KEEP=1 the directory (every service's log) stays, for a run that failed.
+    """
     root = root or Path(tempfile.mkdtemp(prefix="schakel-bench-"))
     broker = start_broker(root / "kafka")
     system = System(broker=broker, root=root, extra_env={**BENCH_ENV, **(extra_env or {})})
@@ -124,5 +128,7 @@ def bench_system(*, services: tuple[str, ...] = ("intake", "routing", "feedback"
                 service.stop(timeout=15)
         system.sink.stop()
         broker.stop(kill=True)
-        if not keep:
+        if keep or os.environ.get("SCHAKEL_BENCH_KEEP") == "1":
+            print(f"kept the run's logs and state in {root}", flush=True)
+        else:
             shutil.rmtree(root, ignore_errors=True)
