@@ -7,6 +7,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -22,6 +23,14 @@ from shared.retry import retry_with_backoff, stopped_on_error
 from shared.topics import INTAKE_IDEMPOTENCY
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Won:
+    """A claim that owns its slot; `first_attempt` when no claim for the slot came before it in the log."""
+
+    claim_id: str
+    first_attempt: bool
 
 
 class IdempotencyStore:
@@ -130,8 +139,8 @@ class IdempotencyStore:
             return None
         return claim
 
-    async def claim(self, slot: str, *, fingerprint: str) -> str | None:
-        """Write a claim and read the log up to it; the claim id when this claim owns the slot, else None."""
+    async def claim(self, slot: str, *, fingerprint: str) -> Won | None:
+        """Write a claim and read the log up to it; a Won when this claim owns the slot, else None."""
         claim = Claim(str(uuid.uuid4()), fingerprint, time.time(), self.lease_s)
         key, value = claim_record(slot, claim_id=claim.claim_id, fingerprint=fingerprint, at=claim.at,
                                   lease_s=claim.lease_s)
@@ -142,8 +151,12 @@ class IdempotencyStore:
                                         timeout=self.publisher.send_timeout_s)
         if not caught_up:
             raise BrokerUnavailable("the idempotency log did not catch up")
-        won = claim_wins(self.ledger, slot=slot, claim=claim, read_past=self.position > metadata.offset)
-        return claim.claim_id if won else None
+        read_past = self.position > metadata.offset
+        if not claim_wins(self.ledger, slot=slot, claim=claim, read_past=read_past):
+            return None
+        # Counted over the log up to (and perhaps past) this claim: later claims only make it cautious.
+        earlier = self.ledger.attempts.get(slot, 0) - (1 if read_past else 0)
+        return Won(claim.claim_id, first_attempt=earlier <= 0)
 
     def complete_soon(self, slot: str, *, claim_id: str, fingerprint: str, response: dict[str, object]) -> None:
         """Record the answer in the background; this process replays it at once, the log once it is written."""

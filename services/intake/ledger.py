@@ -77,6 +77,7 @@ class Ledger:
     def __init__(self) -> None:
         self.claims: dict[str, Claim] = {}
         self.done: dict[str, Done] = {}
+        self.attempts: dict[str, int] = {}  # claim records per slot, won or not (an attempt may have made keys)
 
     def admits(self, slot: str, claim: Claim) -> bool:
         """Whether a claim appended now would own the slot: no answer yet, and no claim or only an expired one."""
@@ -96,6 +97,7 @@ class Ledger:
                 self.done.setdefault(slot, Done(record["claim_id"], record["fingerprint"], record["response"]))
             elif kind == CLAIM:
                 claim = Claim(record["claim_id"], record["fingerprint"], float(record["at"]), float(record["lease_s"]))
+                self.attempts[slot] = self.attempts.get(slot, 0) + 1
                 if self.admits(slot, claim):
                     self.claims[slot] = claim
             elif kind == RELEASE:

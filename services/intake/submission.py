@@ -148,20 +148,21 @@ class Intake:
                 )
                 continue
             try:
-                claim_id = await self.store.claim(slot, fingerprint=fp)
+                won = await self.store.claim(slot, fingerprint=fp)
             except BrokerUnavailable:
                 return self.unavailable()
-            if claim_id is None:
+            if won is None:
                 continue
             signal_id = signal_id_for(partner_id=partner.id, idempotency_key=hashed_key, fallback="")
+            # Only an earlier claim of this slot can have made the signal's key: the first needs no look-up.
             result = await self._publish(signal, partner=partner, signal_id=signal_id, channel=channel,
-                                         retried=True)
+                                         retried=not won.first_attempt)
             if isinstance(result, Rejected):
-                await self.store.release(slot, claim_id=claim_id)
+                await self.store.release(slot, claim_id=won.claim_id)
                 return result
             # Off the request path: this process replays the answer at once, the others once the `done`
             # record is in the log; a failed write is retried until it is (ADR 0005, point 4).
-            self.store.complete_soon(slot, claim_id=claim_id, fingerprint=fp, response=result.body)
+            self.store.complete_soon(slot, claim_id=won.claim_id, fingerprint=fp, response=result.body)
             return result
 
     def _conflict(self) -> Rejected:
@@ -178,7 +179,7 @@ class Intake:
     ) -> Accepted | Rejected:
         """Store the signal's data key, then publish the signal with its free text encrypted under it.
 
-        `retried`: the signal id is derived from an Idempotency-Key, so an earlier attempt may have made the key.
+        `retried`: an earlier claim of the same Idempotency-Key (same signal id) may have made the key.
         """
         received = to_signal_received(
             signal, partner=partner, signal_id=signal_id, received_at=utcnow(), pseudonym_secret=self._secret,
