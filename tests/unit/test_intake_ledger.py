@@ -44,6 +44,18 @@ def test_a_done_answer_is_final_and_later_claims_do_not_win() -> None:
     assert ledger.claims[SLOT].claim_id == "a"
 
 
+def test_every_claim_counts_as_an_attempt_even_a_released_or_losing_one() -> None:
+    """An attempt may have written the signal's data key before it failed: the next one must look it up."""
+    ledger = Ledger()
+    assert ledger.attempts.get(SLOT, 0) == 0
+    apply(ledger, claim_record(SLOT, claim_id="a", fingerprint="f", at=100.0, lease_s=30))
+    apply(ledger, release_record(SLOT, claim_id="a"))
+    assert SLOT not in ledger.claims and ledger.attempts[SLOT] == 1
+    apply(ledger, claim_record(SLOT, claim_id="b", fingerprint="f", at=101.0, lease_s=30))
+    apply(ledger, claim_record(SLOT, claim_id="c", fingerprint="f", at=102.0, lease_s=30))
+    assert ledger.attempts[SLOT] == 3 and ledger.attempts.get("other:slot", 0) == 0
+
+
 def test_malformed_records_are_ignored() -> None:
     ledger = Ledger()
     ledger.apply(b"claim:" + SLOT.encode(), b"not json")
