@@ -12,6 +12,8 @@ from shared.events import CLOUDEVENT_HEADERS, CloudEvent, encode_event
 from shared.settings import Settings
 from shared.tracing import trace_headers
 
+PRODUCER_LINGER_S = 0.005
+
 
 def create_faust_app(name: str, settings: Settings, *, store: str | None = None) -> faust.App:
     """A faust app configured the Schakel way (RocksDB, earliest, no web server, few partitions)."""
@@ -29,6 +31,8 @@ def create_faust_app(name: str, settings: Settings, *, store: str | None = None)
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        # The effects of records decided close together (a batch, the mails of a batch) share a produce request.
+        producer_linger=PRODUCER_LINGER_S,
         table_standby_replicas=0,
         broker_commit_every=100,
         broker_commit_interval=1.0,

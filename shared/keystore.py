@@ -47,6 +47,8 @@ class Send(Protocol):
 
     def __call__(self, topic: str, key: bytes, value: bytes | None, headers: Headers = ()) -> Awaitable[None]: ...
 HEARTBEAT_KEY = b"~heartbeat"
+FETCH_MAX_WAIT_MS = 250
+FETCH_MIN_BYTES = 256 * 1024
 
 
 def record_key(subject: str, kid: str) -> bytes:
@@ -150,8 +152,12 @@ class KeyStore:
         from aiokafka.errors import KafkaError
 
         async def attempt() -> AIOKafkaConsumer:
+            # Keys are needed seconds after they are written, not milliseconds: the broker answers a fetch
+            # when it has FETCH_MIN_BYTES or after FETCH_MAX_WAIT_MS, not for every key (a miss waits in
+            # caught_up()). One fetch per key and process was a fifth of the chain's requests to the broker.
             consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None,
-                                        client_id=self.client_id, fetch_max_wait_ms=200)
+                                        client_id=self.client_id, fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+                                        fetch_min_bytes=FETCH_MIN_BYTES)
             async with stopped_on_error(consumer):
                 await consumer.start()
                 consumer.assign([self._tp])
