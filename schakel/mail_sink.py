@@ -68,9 +68,15 @@ class _Handler:
 
     async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
                           responses: list[str]) -> list[str]:
-        """Count each connection once, at its first greeting."""
+        """Count each connection once, at its first greeting; offer PIPELINING unless the sink is told not to.
+
+        aiosmtpd reads commands one line at a time from a buffered stream, so pipelined commands work; it only
+        does not announce it.
+        """
         session.host_name = hostname
         self._count_connection(session)
+        if self.sink.pipelining:
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]
         return responses
 
     async def handle_HELO(self, server: Any, session: Any, envelope: Any, hostname: str) -> str:
@@ -84,6 +90,14 @@ class _Handler:
             session.schakel_counted = True
             with self.lock:
                 self.sink.connections += 1
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          rcpt_options: list[str]) -> str:
+        """Accept a recipient, unless the sink was told it does not exist."""
+        if address in self.sink.unknown_recipients:
+            return "550 5.1.1 Onbekende ontvanger"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         """Store the message (in accept mode) and answer with the mode's reply."""
@@ -115,8 +129,12 @@ class SmtpSink:
         directory: Path | None = None,
         credentials: tuple[str, str] | None = None,
         tls_context: ssl.SSLContext | None = None,
+        pipelining: bool = True,
+        unknown_recipients: frozenset[str] = frozenset(),
     ) -> None:
         self.host = host
+        self.pipelining = pipelining
+        self.unknown_recipients = unknown_recipients  # RCPT TO for these gets 550
         self.port = port if port is not None else free_port(host)
         self.mode: SinkMode = mode
         self.directory = directory

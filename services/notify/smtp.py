@@ -1,18 +1,18 @@
-"""SMTP delivery over reused aiosmtplib connections (a pool), with failures split into transient and permanent."""
+"""SMTP delivery over reused connections (a pool; services.notify.smtp_wire), failures split transient/permanent."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import parseaddr
+from email.utils import getaddresses, parseaddr
 from typing import Any
 
-import aiosmtplib
-
 from services.notify.mime import OutgoingMail
+from services.notify.smtp_wire import ReplyError, SmtpConnection
 
 
 class SmtpError(Exception):
@@ -75,18 +75,14 @@ def _classify_reply(code: int, reason: str) -> SmtpError:
 
 
 def classify(error: BaseException) -> SmtpError | None:
-    """Map an aiosmtplib or socket error to Transient/PermanentSmtpError (None when it is neither)."""
+    """Map a reply or a socket error to Transient/PermanentSmtpError (None when it is neither)."""
     if isinstance(error, SmtpError):
         return error
-    if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
-        first = error.recipients[0]
-        return _classify_reply(first.code, first.message)
-    if isinstance(error, aiosmtplib.SMTPResponseException):
-        if error.code < 400:  # aiosmtplib uses -1 and the like for "no usable reply"
-            return TransientSmtpError(f"{error.code} {error.message}")
-        return _classify_reply(error.code, error.message)
-    if isinstance(error, (ConnectionError, TimeoutError, OSError, aiosmtplib.SMTPServerDisconnected,
-                          aiosmtplib.SMTPConnectError, aiosmtplib.SMTPTimeoutError)):
+    if isinstance(error, ReplyError):
+        if error.reply.code < 400:  # -1 and the like: no usable reply
+            return TransientSmtpError(f"{error.reply.code} {error.reply.text}")
+        return _classify_reply(error.reply.code, error.reply.text)
+    if isinstance(error, (ConnectionError, TimeoutError, OSError, EOFError)):
         return TransientSmtpError(f"{type(error).__name__}: {error}")
     return None
 
@@ -97,32 +93,21 @@ class SmtpSender:
     def __init__(self, settings: SmtpSettings) -> None:
         self.settings = settings
         self.envelope_sender = parseaddr(settings.sender)[1] or settings.sender
-        self._client: aiosmtplib.SMTP | None = None
+        self._client: SmtpConnection | None = None
         self._lock = asyncio.Lock()
         self.connections_opened = 0
 
-    def _new_client(self) -> aiosmtplib.SMTP:
-        s = self.settings
-        return aiosmtplib.SMTP(
-            hostname=s.host,
-            port=s.port,
-            username=s.username or None,
-            password=s.password if s.username else None,
-            start_tls=s.starttls,
-            cert_bundle=s.ca_file,
-            timeout=s.timeout,
-        )
-
-    async def _connected(self) -> aiosmtplib.SMTP:
-        """The open client, connecting (again) when there is none or it was dropped."""
+    async def _connected(self) -> SmtpConnection:
+        """The open connection, connecting (again) when there is none or it was dropped."""
         if self._client is not None and self._client.is_connected:
             return self._client
         self._drop()
-        client = self._new_client()
-        await client.connect()
-        self._client = client
+        s = self.settings
+        self._client = await SmtpConnection.open(host=s.host, port=s.port, timeout=s.timeout, starttls=s.starttls,
+                                                 ca_file=s.ca_file, username=s.username or None,
+                                                 password=s.password if s.username else None)
         self.connections_opened += 1
-        return client
+        return self._client
 
     def _drop(self) -> None:
         if self._client is not None:
@@ -132,12 +117,10 @@ class SmtpSender:
     async def _transaction(self, message: EmailMessage | OutgoingMail) -> None:
         client = await self._connected()
         if isinstance(message, OutgoingMail):
-            errors, _ = await client.sendmail(self.envelope_sender, [message.recipient], message.data)
+            await client.send(self.envelope_sender, [message.recipient], message.data)
         else:
-            errors, _ = await client.send_message(message, sender=self.envelope_sender)
-        if errors:  # some (not all) recipients were refused
-            first = next(iter(errors.values()))
-            raise _classify_reply(first.code, first.message)
+            recipients = [address for _, address in getaddresses(message.get_all("To") or []) if address]
+            await client.send(self.envelope_sender, recipients, message.as_bytes())
 
     async def send(self, message: EmailMessage | OutgoingMail) -> None:
         """Hand one message to the server or raise TransientSmtpError / PermanentSmtpError."""
@@ -146,7 +129,7 @@ class SmtpSender:
             try:
                 try:
                     await self._transaction(message)
-                except aiosmtplib.SMTPServerDisconnected:
+                except (EOFError, ConnectionError):
                     if not reused:
                         raise
                     # An idle connection the server had closed: open a fresh one once.
@@ -159,9 +142,7 @@ class SmtpSender:
                 mapped = classify(error)
                 if mapped is None:
                     raise
-                if isinstance(mapped, TransientSmtpError) and not isinstance(
-                    error, aiosmtplib.SMTPResponseException
-                ):
+                if not isinstance(error, ReplyError) or error.reply.code < 400:
                     self._drop()  # the connection state is unknown after a transport failure
                 raise mapped from error
 
@@ -205,10 +186,10 @@ class SmtpSender:
         async with self._lock:
             client, self._client = self._client, None
             if client is not None and client.is_connected:
-                try:
+                with contextlib.suppress(ReplyError, OSError, EOFError, TimeoutError):
                     await client.quit()
-                except aiosmtplib.SMTPException:
-                    client.close()
+            if client is not None:
+                client.close()
 
 
 class SmtpPool:

@@ -230,3 +230,33 @@ def test_five_minutes_of_outage_need_at_most_twelve_attempts_and_a_short_drain()
     assert longest_wait <= 50  # after recovery the waiting mail is tried again within this, then the rest flow
     for _ in range(200):  # the jitter never goes below 85 % of the capped delay
         assert 0.85 * 50 <= backoff_delay(20, base_delay=2.0, max_delay=50.0) <= 50
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-by-one"])
+async def test_a_refused_recipient_costs_neither_the_connection_nor_the_next_mail(tmp_path: Path,
+                                                                                   pipelining: bool) -> None:
+    with SmtpSink(directory=tmp_path / "mail", pipelining=pipelining,
+                  unknown_recipients=frozenset({"weg@school.example"})) as sink:
+        sender = sender_for(sink)
+        with pytest.raises(PermanentSmtpError) as refused:
+            await sender.send(message(1, recipient="weg@school.example"))
+        await sender.send(message(2))
+        await sender.close()
+        assert refused.value.code == 550
+        assert [m.rcpt_tos for m in sink.messages] == [("ib@school.example",)]
+        assert sender.connections_opened == 1 and sink.connections == 1
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-by-one"])
+async def test_lines_that_start_with_a_dot_arrive_unchanged(tmp_path: Path, pipelining: bool) -> None:
+    sent = EmailMessage()
+    sent["From"], sent["To"], sent["Subject"] = SENDER, "ib@school.example", "punt"
+    sent.set_content(".begint met een punt\n..twee punten\n.\nlaatste regel\n")
+    with SmtpSink(directory=tmp_path / "mail", pipelining=pipelining) as sink:
+        sender = sender_for(sink)
+        await sender.send(sent)
+        await sender.send(message(1))
+        await sender.close()
+        [dotted, _] = sink.messages
+    text = dotted.message.get_content().replace("\r\n", "\n")
+    assert text == ".begint met een punt\n..twee punten\n.\nlaatste regel\n"
