@@ -56,7 +56,10 @@ def run_chain(system: System, sink: Sink | PostfixSink, root: Path, args: argpar
     tail: Arrivals = Tail(sink.log) if sink.log is not None else SentTail(bootstrap)
     windows: list[Window] = []
     stamp = int(time.time()) % 100000
-    plan: list[tuple[str, str, list[str]]] = [("warm-up", "10/s open loop", ["--rate", "10", "--duration", "3"])]
+    # A fresh broker's JIT compiles for its first minute of load (up to a core of C2 compiler threads),
+    # so the warm-up runs long enough that the windows measure the broker as it runs for days.
+    plan: list[tuple[str, str, list[str]]] = [("warm-up", f"{args.warmup_rate:g}/s open loop",
+                                               ["--rate", f"{args.warmup_rate:g}", "--duration", f"{args.warmup:g}"])]
     for rate in args.rates:
         plan.append((f"{rate:g}/s", f"{rate:g}/s open loop", ["--rate", f"{rate:g}", "--duration",
                                                               f"{args.duration:g}"]))
@@ -120,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.chain", description=__doc__)
     parser.add_argument("--rates", type=lambda s: [float(r) for r in s.split(",") if r], default=[50, 100, 200, 400])
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load per fixed rate")
+    parser.add_argument("--warmup", type=float, default=30.0, help="seconds of unmeasured load before the windows")
+    parser.add_argument("--warmup-rate", type=float, default=50.0, help="signals/s of the warm-up")
     parser.add_argument("--clients", type=int, default=32, help="closed loop clients (maximum, bare endpoint)")
     parser.add_argument("--max-signals", type=int, default=4000, help="closed-loop signals (0: skip)")
     parser.add_argument("--timeout", type=float, default=60.0,
