@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from fastapi import FastAPI, Request
@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.telemetry import TelemetryConfig
 from opentelemetry.trace import SpanKind
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -58,6 +59,20 @@ def problem(
         body["errors"] = errors
     body.update(extra or {})
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+Body = TypeVar("Body", bound=BaseModel)
+
+
+def parsed_body(model: type[Body], raw: bytes, *,
+                invalid: Callable[[ValidationError], JSONResponse]) -> Body | JSONResponse:
+    """A request body as `model`, or the 400 problem when it is no JSON, or `invalid`'s answer (a 422)."""
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            return problem(400, code="bad_json", title="Ongeldige JSON", detail="De body is geen geldige JSON.")
+        return invalid(exc)
 
 
 def framework_problem(status: int, *, method: str, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -34,7 +34,7 @@ from services.feedback.port import SignalPort
 from services.feedback.settings import FeedbackSettings
 from services.feedback.sla import deadline_state
 from shared.events import LifecycleChange, LifecycleRequested, utcnow
-from shared.http import problem
+from shared.http import parsed_body, problem
 from shared.keystore import KeyStore
 from shared.municipality import Municipality
 from shared.persons import Actor, IdpUnavailable, PersonTokens, authenticate, person_tokens
@@ -292,15 +292,14 @@ async def _caller(request: Request, signal_id: str, *, municipality: Municipalit
 
 def _event_in(raw: bytes) -> EventIn | JSONResponse:
     """The body of an event request, or the 400 (not JSON) or 422 (names what is wrong)."""
-    try:
-        return EventIn.model_validate_json(raw)
-    except ValidationError as exc:
-        if any(e["type"] == "json_invalid" for e in exc.errors()):
-            return problem(400, code="bad_json", title="Ongeldige JSON", detail="De body is geen geldige JSON.")
-        errors = [{"field": ".".join(str(p) for p in e["loc"]) or "body", "code": "invalid_value",
-                   "message": "Dit veld ontbreekt of is ongeldig."} for e in exc.errors()]
-        return problem(422, code="validation_failed", title="Ongeldig verzoek",
-                       detail="Het verzoek is niet goed ingevuld.", errors=errors)
+    return parsed_body(EventIn, raw, invalid=_invalid_event)
+
+
+def _invalid_event(exc: ValidationError) -> JSONResponse:
+    errors = [{"field": ".".join(str(p) for p in e["loc"]) or "body", "code": "invalid_value",
+               "message": "Dit veld ontbreekt of is ongeldig."} for e in exc.errors()]
+    return problem(422, code="validation_failed", title="Ongeldig verzoek",
+                   detail="Het verzoek is niet goed ingevuld.", errors=errors)
 
 
 def _unauthenticated() -> JSONResponse:

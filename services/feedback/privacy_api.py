@@ -12,13 +12,13 @@ from typing import Self
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.feedback.agents import FeedbackCore
 from services.feedback.settings import FeedbackSettings
 from shared.erasure import Actor, erase
 from shared.events import source_urn
-from shared.http import problem
+from shared.http import parsed_body, problem
 from shared.persons import IdpUnavailable, authenticate, person_tokens
 from shared.pseudonym import subject_key
 
@@ -97,11 +97,7 @@ def build_privacy_router(core: FeedbackCore, settings: FeedbackSettings) -> APIR
 
 def _erasure_in(raw: bytes) -> ErasureIn | Response:
     """The request body, or the 400 (not JSON) or 422 (not exactly one way to name the child)."""
-    try:
-        return ErasureIn.model_validate_json(raw)
-    except ValidationError as exc:
-        if any(e["type"] == "json_invalid" for e in exc.errors()):
-            return problem(400, code="bad_json", title="Ongeldige JSON", detail="De body is geen geldige JSON.")
-        return problem(422, code="validation_failed", title="Ongeldig verzoek",
-                       detail="Noem het kind met een BSN, met school (BRIN) en leerlingnummer, of met zijn "
-                              "pseudoniem; precies één daarvan.")
+    return parsed_body(ErasureIn, raw, invalid=lambda _: problem(
+        422, code="validation_failed", title="Ongeldig verzoek",
+        detail="Noem het kind met een BSN, met school (BRIN) en leerlingnummer, of met zijn pseudoniem; "
+               "precies één daarvan."))
