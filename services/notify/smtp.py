@@ -156,11 +156,13 @@ class SmtpSender:
         on_retry: RetryCallback | None = None,
         min_jitter: float = 0.85,
         still_wanted: Callable[[], bool] | None = None,
+        on_accepted: Callable[[int], Awaitable[None]] | None = None,
     ) -> int:
         """Send, retrying transient failures with capped exponential backoff and jitter; return attempts.
 
         `still_wanted` is asked before every attempt: NotWanted once the mail is no longer wanted (its partition
-        moved to another worker during a retry, which then sends it).
+        moved to another worker during a retry, which then sends it). `on_accepted(attempts)` is awaited once
+        the server accepted the mail; through SmtpPool, before the connection takes another mail.
         """
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -169,7 +171,6 @@ class SmtpSender:
                 raise NotWanted(message.message_id if isinstance(message, OutgoingMail) else "")
             try:
                 await self.send(message)
-                return attempt
             except TransientSmtpError as error:
                 if attempt == max_attempts:
                     raise
@@ -179,6 +180,10 @@ class SmtpSender:
                     if result is not None:
                         await result
                 await asyncio.sleep(delay)
+                continue
+            if on_accepted is not None:
+                await on_accepted(attempt)
+            return attempt
         raise AssertionError("unreachable")
 
     async def close(self) -> None:
@@ -218,7 +223,8 @@ class SmtpPool:
         """Send on a free connection (see SmtpSender.send_with_retry); return the attempts it took.
 
         `still_wanted` is asked once a connection is free, right before the mail goes out, and before every
-        retry: NotWanted if not.
+        retry: NotWanted if not. `on_accepted` (see SmtpSender.send_with_retry) runs while the connection is
+        still this mail's, so the next mail on it is not accepted before `on_accepted` is through.
         """
         free = self._queue()
         sender = await free.get()
