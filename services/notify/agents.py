@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -42,17 +41,12 @@ class NotifyCore:
     retry_max_s: float = 50.0
     schedule: DigestSchedule = field(default_factory=DigestSchedule)
     linger_s: float = LINGER_S
-    # Waits until the sent-log marks are on the broker (None: faust's producer flush; tests pass a fake).
-    durable: Callable[[], Awaitable[None]] | None = None
     sent_log: TableT = field(init=False)
     digest_pending: TableT = field(init=False)
     mailer: Mailer = field(init=False)
     loop: RecordLoop = field(init=False)
     digest_loop: RecordLoop = field(init=False)
     announced: set[tuple[bytes, str]] = field(default_factory=set)
-
-    async def _flush_producer(self) -> None:
-        await self.app.producer.flush()
 
     def __post_init__(self) -> None:
         self.sent_log = self.app.Table(SENT_LOG, default=None, partitions=self.partitions, key_type=bytes,
@@ -61,8 +55,7 @@ class NotifyCore:
                                              key_type=bytes, value_type=bytes)
         tables = {SENT_LOG: self.sent_log, DIGEST_PENDING: self.digest_pending}
         self.mailer = Mailer(self.sender, self.metrics, self.sent_log, retry_base_s=self.retry_base_s,
-                             retry_max_s=self.retry_max_s, still_ours=partial(is_current, self.app),
-                             durable=self.durable or self._flush_producer)
+                             retry_max_s=self.retry_max_s, still_ours=partial(is_current, self.app))
         before_revocation(self.app, self.mailer.drain, timeout_s=REVOCATION_DRAIN_S)
         self.decisions = NotifyDecisions(self.municipality, self.metrics, self.sender_address, self.mail_domain,
                                          self.base_url)

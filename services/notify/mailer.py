@@ -11,9 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Protocol
 
 from opentelemetry import trace
@@ -37,10 +36,7 @@ class Sender(Protocol):
 
     async def send_with_retry(self, message: OutgoingMail, *, max_attempts: int, base_delay: float,
                               max_delay: float, on_retry: RetryCallback | None,
-                              still_wanted: Callable[[], bool] | None = None,
-                              on_accepted: Callable[[int], Awaitable[None]] | None = None) -> int:
-        """Deliver; await `on_accepted(attempts)` once the server accepted, before the connection takes another."""
-        ...
+                              still_wanted: Callable[[], bool] | None = None) -> int: ...
 
 
 @dataclass
@@ -54,8 +50,6 @@ class Mailer:
     retry_max_s: float = 50.0
     waiting_since: dict[int, float] = field(default_factory=dict)
     still_ours: Callable[[Any], bool] = lambda event: True
-    # Waits until the sent-log marks written so far are on the broker (notify: faust's producer flush).
-    durable: Callable[[], Awaitable[None]] = lambda: asyncio.sleep(0)
     _sending: set[asyncio.Future[None]] = field(default_factory=set)
 
     async def __call__(self, planned: Planned) -> None:
@@ -88,22 +82,8 @@ class Mailer:
         with tracing_span("notify smtp send", context=parent, kind=SpanKind.CLIENT,
                           attributes={"schakel.template": job.kind}) as span:
             message = job.build()
-            accepted_at: list[datetime] = []
-
-            async def mark_sent(attempts: int) -> None:
-                # While the connection is still this mail's: a kill from here on finds the mark on the broker,
-                # so it can resend at most the one mail per connection the server accepted just now (ADR 0014).
-                at = utcnow()
-                accepted_at.append(at)
-                if job.sent_log_key is not None:
-                    with as_current_event(event):
-                        self.sent_log[job.sent_log_key] = json.dumps(
-                            {"status": "sent", "attempts": attempts, "at": at.isoformat()}).encode()
-                    await self.durable()
-
             try:
-                attempts = await self._deliver(message, job, still_wanted=lambda: self.still_ours(event),
-                                               on_accepted=mark_sent)
+                attempts = await self._deliver(message, job, still_wanted=lambda: self.still_ours(event))
             except PermanentSmtpError as exc:
                 span.set_attribute("schakel.smtp.outcome", "refused")
                 effects.add(job.on_refused(exc))
@@ -111,12 +91,16 @@ class Mailer:
             except NotWanted:
                 return  # a rebalance came: the partition's owner reads the record again and mails it
             span.set_attributes({"schakel.smtp.outcome": "sent", "schakel.smtp.attempts": attempts})
-            sent = job.on_sent(attempts, accepted_at[0] if accepted_at else utcnow())
+            at = utcnow()
+            if job.sent_log_key is not None:
+                with as_current_event(event):
+                    self.sent_log[job.sent_log_key] = json.dumps(
+                        {"status": "sent", "attempts": attempts, "at": at.isoformat()}).encode()
+            sent = job.on_sent(attempts, at)
             sent.publish = traced(sent.publish, span)
             effects.add(sent)
 
-    async def _deliver(self, message: OutgoingMail, job: MailJob, *, still_wanted: Callable[[], bool],
-                       on_accepted: Callable[[int], Awaitable[None]]) -> int:
+    async def _deliver(self, message: OutgoingMail, job: MailJob, *, still_wanted: Callable[[], bool]) -> int:
         async def on_retry(attempt: int, error: TransientSmtpError, delay: float) -> None:
             self.metrics.emails.labels(template=job.kind, outcome="retried").inc()
             log.warning("email_retry", template=job.kind, attempt=attempt, error=type(error).__name__,
@@ -128,7 +112,7 @@ class Mailer:
         try:
             attempts = await self.sender.send_with_retry(
                 message, max_attempts=UNLIMITED_ATTEMPTS, base_delay=self.retry_base_s, max_delay=self.retry_max_s,
-                on_retry=on_retry, still_wanted=still_wanted, on_accepted=on_accepted,
+                on_retry=on_retry, still_wanted=still_wanted,
             )
         finally:
             self.waiting_since.pop(token, None)

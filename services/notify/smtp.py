@@ -156,13 +156,11 @@ class SmtpSender:
         on_retry: RetryCallback | None = None,
         min_jitter: float = 0.85,
         still_wanted: Callable[[], bool] | None = None,
-        on_accepted: Callable[[int], Awaitable[None]] | None = None,
     ) -> int:
         """Send, retrying transient failures with capped exponential backoff and jitter; return attempts.
 
         `still_wanted` is asked before every attempt: NotWanted once the mail is no longer wanted (its partition
-        moved to another worker during a retry, which then sends it). `on_accepted(attempts)` is awaited once
-        the server accepted the mail; through SmtpPool, before the connection takes another mail.
+        moved to another worker during a retry, which then sends it).
         """
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -171,6 +169,7 @@ class SmtpSender:
                 raise NotWanted(message.message_id if isinstance(message, OutgoingMail) else "")
             try:
                 await self.send(message)
+                return attempt
             except TransientSmtpError as error:
                 if attempt == max_attempts:
                     raise
@@ -180,10 +179,6 @@ class SmtpSender:
                     if result is not None:
                         await result
                 await asyncio.sleep(delay)
-                continue
-            if on_accepted is not None:
-                await on_accepted(attempt)
-            return attempt
         raise AssertionError("unreachable")
 
     async def close(self) -> None:
@@ -223,8 +218,7 @@ class SmtpPool:
         """Send on a free connection (see SmtpSender.send_with_retry); return the attempts it took.
 
         `still_wanted` is asked once a connection is free, right before the mail goes out, and before every
-        retry: NotWanted if not. `on_accepted` (see SmtpSender.send_with_retry) runs while the connection is
-        still this mail's, so the next mail on it is not accepted before `on_accepted` is through.
+        retry: NotWanted if not.
         """
         free = self._queue()
         sender = await free.get()

@@ -53,8 +53,7 @@ class FakeSender:
         self.transient = 0
         self.attempts = 0
 
-    async def send_with_retry(self, outgoing: OutgoingMail, *, on_retry: Any = None, on_accepted: Any = None,
-                              **_: Any) -> int:
+    async def send_with_retry(self, outgoing: OutgoingMail, *, on_retry: Any = None, **_: Any) -> int:
         message = email.message_from_bytes(outgoing.data, policy=policy.default)
         assert isinstance(message, EmailMessage) and str(message["To"]) == outgoing.recipient
         attempt = 0
@@ -69,8 +68,6 @@ class FakeSender:
                     await on_retry(attempt, TransientSmtpError("451 later"), 0.0)
                 continue
             self.sent.append(message)
-            if on_accepted is not None:
-                await on_accepted(attempt)
             return attempt
 
     def to(self, address: str) -> list[EmailMessage]:
@@ -87,7 +84,6 @@ class Harness:
         self.sender = FakeSender()
         self.published: list[tuple[str, str, CloudEvent]] = []
         self.dead: list[tuple[str, bytes, dict[str, bytes]]] = []
-        self.marks_made_durable: list[int] = []  # how many mails the fake SMTP server had accepted, at each wait
 
         async def fake_produce_all(app: Any, records: list[Publish]) -> None:
             for record in records:
@@ -104,7 +100,6 @@ class Harness:
             sender_address="Schakel <noreply@schakel.example>", mail_domain="schakel.example", partitions=1,
             base_url="https://schakel.example", schedule=DigestSchedule.parse("07:00"),
             linger_s=0,  # faust's test context feeds one record and waits for it, never a batch
-            durable=self._durable,
         )
         self.app.finalize()
         self.app.flow_control.resume()
@@ -119,9 +114,6 @@ class Harness:
 
     def data(self, topic: str) -> list[Contract]:
         return [decode_event(encode_event(e))[1] for e in self.on(topic)]
-
-    async def _durable(self) -> None:
-        self.marks_made_durable.append(len(self.sender.sent))
 
     def emails(self, kind: str, outcome: str) -> float:
         return self.metrics.emails.labels(template=kind, outcome=outcome)._value.get()
@@ -154,7 +146,6 @@ async def test_an_assignment_mails_each_recipient_once_and_records_it(harness: H
     assert all(isinstance(s, NotificationSent) for s in sent) and len(sent) == 3
     assert {s.message_id for s in sent} == {str(m["Message-ID"]) for m in harness.sender.sent}
     assert harness.emails("assigned", "sent") == 2 and harness.emails("receipt", "sent") == 1
-    assert harness.marks_made_durable == [1, 2, 3]  # each mail's 'sent' mark waited for, once it was accepted
 
 
 async def test_a_redelivered_event_sends_nothing_again(harness: Harness) -> None:

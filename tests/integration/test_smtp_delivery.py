@@ -260,29 +260,3 @@ async def test_lines_that_start_with_a_dot_arrive_unchanged(tmp_path: Path, pipe
         [dotted, _] = sink.messages
     text = dotted.message.get_content().replace("\r\n", "\n")
     assert text == ".begint met een punt\n..twee punten\n.\nlaatste regel\n"
-
-
-async def test_a_pooled_connection_takes_no_next_mail_before_the_accepted_one_is_recorded(sink: SmtpSink) -> None:
-    """What bounds the duplicates of a kill to one per connection: on_accepted runs before the next mail goes."""
-    import asyncio
-
-    from services.notify.smtp import SmtpPool
-
-    pool = SmtpPool(SmtpSettings(host=sink.host, port=sink.port, sender=SENDER, timeout=5.0), size=1)
-    recorded = asyncio.Event()
-    accepted_when_recording: list[int] = []
-
-    async def record(attempts: int) -> None:
-        accepted_when_recording.append(len(sink.messages))
-        await recorded.wait()
-
-    first = asyncio.create_task(pool.send_with_retry(message(1), on_accepted=record))
-    second = asyncio.create_task(pool.send_with_retry(message(2)))
-    while not accepted_when_recording:
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.3)
-    assert len(sink.messages) == 1 and not second.done()  # the second mail waits for the first one's record
-    recorded.set()
-    assert await first == 1 and await second == 1
-    await pool.close()
-    assert accepted_when_recording == [1] and len(sink.messages) == 2

@@ -32,12 +32,10 @@ class SlowSender:
         self.started = asyncio.Event()
         self.sent: list[str] = []
 
-    async def send_with_retry(self, message: OutgoingMail, *, on_accepted: Any = None, **_: Any) -> int:
+    async def send_with_retry(self, message: OutgoingMail, **_: Any) -> int:
         self.started.set()
         await self.release.wait()
         self.sent.append(message.message_id)
-        if on_accepted is not None:
-            await on_accepted(1)
         return 1
 
 
