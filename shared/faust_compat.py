@@ -24,8 +24,9 @@ named below. What is changed (docs/decisions/0011, 0014):
    records 1.5 s late in bursts, p99 of the e-mails 2.7 s at 100 signals/s (docs/benchmarks.md).
 
 Also here, because they read faust's internals: the current event for table writes made after a batch
-(faust picks a changelog partition from it), the batch of ready events, the consumer's state for
-diagnostics, and readiness.
+(faust picks a changelog partition from it), a table write that hands back its changelog record's future
+(notify waits for a mail's 'sent' mark before the next mail's content), the batch of ready events, the
+consumer's state for diagnostics, and readiness.
 """
 
 from __future__ import annotations
@@ -348,6 +349,20 @@ def as_current_event(event: Any) -> Iterator[None]:
         yield
     finally:
         _current_event.reset(token)
+
+
+def write_with_receipt(table: Any, key: Any, value: Any) -> asyncio.Future[Any]:
+    """`table[key] = value`, returning the future of its changelog record: done once the broker has it.
+
+    faust's `Table.__setitem__` (mode's `ManagedUserDict.__setitem__` → `Table.on_key_set`) sends the changelog
+    record and drops its future; these are the same steps, in the same order, keeping it. Call it in the
+    context of the event the write belongs to (`as_current_event`): the changelog partition is the event's.
+    """
+    receipt = table.send_changelog(table.partition_for_key(key), key, value)
+    table._maybe_set_key_ttl(key, receipt.message.partition)
+    table._sensor_on_set(table, key, value)
+    table.data[key] = value
+    return receipt
 
 
 async def ready_batches(manual: Any, *, max_records: int, linger_s: float = 0.0) -> AsyncIterator[list[Any]]:

@@ -12,7 +12,7 @@ from faust.types import TableT
 
 from services.notify.decisions import DIGEST_PENDING, SENT_LOG, SOURCE, NotifyDecisions
 from services.notify.digest import DigestSchedule, PendingEntry
-from services.notify.mailer import Mailer, Sender
+from services.notify.mailer import Mailer, Sender, TableSentLog
 from services.notify.metrics import CONSUMED, NotifyMetrics
 from shared.events import DigestDue, deterministic_id, make_event, utcnow
 from shared.faust_compat import before_revocation, is_current
@@ -54,7 +54,7 @@ class NotifyCore:
         self.digest_pending = self.app.Table(DIGEST_PENDING, default=None, partitions=self.partitions,
                                              key_type=bytes, value_type=bytes)
         tables = {SENT_LOG: self.sent_log, DIGEST_PENDING: self.digest_pending}
-        self.mailer = Mailer(self.sender, self.metrics, self.sent_log, retry_base_s=self.retry_base_s,
+        self.mailer = Mailer(self.sender, self.metrics, TableSentLog(self.sent_log), retry_base_s=self.retry_base_s,
                              retry_max_s=self.retry_max_s, still_ours=partial(is_current, self.app))
         before_revocation(self.app, self.mailer.drain, timeout_s=REVOCATION_DRAIN_S)
         self.decisions = NotifyDecisions(self.municipality, self.metrics, self.sender_address, self.mail_domain,

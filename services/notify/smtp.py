@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import getaddresses, parseaddr
+from functools import partial
 from typing import Any
 
 from services.notify.mime import OutgoingMail
@@ -36,7 +37,14 @@ class NotWanted(SmtpError):
     """The mail was no longer wanted when a connection came free (a rebalance moved its record elsewhere)."""
 
 
+class MarkNotRecorded(RuntimeError):
+    """The previous mail's 'sent' mark failed: sending on would allow more than one copy per kill (a bug stop)."""
+
+
 RetryCallback = Callable[[int, TransientSmtpError, float], Awaitable[None] | None]
+# Called with the attempts once the server accepted a mail; the connection holds the content of its next mail
+# until the future it returns (the mail's 'sent' mark) is done.
+AcceptedCallback = Callable[[int], "asyncio.Future[Any] | None"]
 
 
 @dataclass(frozen=True)
@@ -88,14 +96,21 @@ def classify(error: BaseException) -> SmtpError | None:
 
 
 class SmtpSender:
-    """Sends messages over one lazily opened connection that is reopened after a disconnect."""
+    """Sends messages over one lazily opened connection that is reopened after a disconnect.
+
+    A mail's content goes out only once the previous mail's 'sent' mark (the future `on_accepted` returned)
+    is done; its envelope goes before, so the wait overlaps a round trip (ADR 0022). So at any moment at
+    most one mail of this connection is accepted by the server and not yet recorded.
+    """
 
     def __init__(self, settings: SmtpSettings) -> None:
         self.settings = settings
         self.envelope_sender = parseaddr(settings.sender)[1] or settings.sender
         self._client: SmtpConnection | None = None
         self._lock = asyncio.Lock()
+        self._unrecorded: asyncio.Future[Any] | None = None  # the mark of the last mail accepted here
         self.connections_opened = 0
+        self.content_held = 0  # mails whose content waited for the previous mail's mark
 
     async def _connected(self) -> SmtpConnection:
         """The open connection, connecting (again) when there is none or it was dropped."""
@@ -114,16 +129,40 @@ class SmtpSender:
             self._client.close()
             self._client = None
 
+    async def _previous_mail_recorded(self) -> None:
+        """Return once the last mail accepted on this connection is marked 'sent' on the broker.
+
+        The mark is faust's future: waited for, never cancelled with this task. A mark that failed raises
+        MarkNotRecorded, every time: no further mail may go out on this connection (the worker stops).
+        """
+        receipt = self._unrecorded
+        if receipt is None:
+            return
+        if not receipt.done():
+            self.content_held += 1
+            await asyncio.wait([receipt])
+        if receipt.cancelled() or receipt.exception() is not None:
+            raise MarkNotRecorded("the 'sent' mark of the previous mail did not reach the broker") from (
+                None if receipt.cancelled() else receipt.exception())
+        self._unrecorded = None
+
     async def _transaction(self, message: EmailMessage | OutgoingMail) -> None:
         client = await self._connected()
         if isinstance(message, OutgoingMail):
-            await client.send(self.envelope_sender, [message.recipient], message.data)
+            await client.send(self.envelope_sender, [message.recipient], message.data,
+                              before_content=self._previous_mail_recorded)
         else:
             recipients = [address for _, address in getaddresses(message.get_all("To") or []) if address]
-            await client.send(self.envelope_sender, recipients, message.as_bytes())
+            await client.send(self.envelope_sender, recipients, message.as_bytes(),
+                              before_content=self._previous_mail_recorded)
 
-    async def send(self, message: EmailMessage | OutgoingMail) -> None:
-        """Hand one message to the server or raise TransientSmtpError / PermanentSmtpError."""
+    async def send(self, message: EmailMessage | OutgoingMail, *,
+                   on_accepted: Callable[[], Any] | None = None) -> None:
+        """Hand one message to the server or raise TransientSmtpError / PermanentSmtpError.
+
+        `on_accepted()` runs once the server accepted it, before another mail may use the connection; what it
+        returns (a future, or None) is the mark the next mail's content waits for.
+        """
         async with self._lock:
             reused = self._client is not None and self._client.is_connected
             try:
@@ -139,12 +178,14 @@ class SmtpSender:
                 self._drop()  # cancelled mid-transaction: the connection state is unknown
                 raise
             except Exception as error:
+                if not isinstance(error, ReplyError) or error.reply.code < 400:
+                    self._drop()  # the connection state is unknown after a transport failure
                 mapped = classify(error)
                 if mapped is None:
                     raise
-                if not isinstance(error, ReplyError) or error.reply.code < 400:
-                    self._drop()  # the connection state is unknown after a transport failure
                 raise mapped from error
+            if on_accepted is not None:
+                self._unrecorded = on_accepted()
 
     async def send_with_retry(
         self,
@@ -156,11 +197,12 @@ class SmtpSender:
         on_retry: RetryCallback | None = None,
         min_jitter: float = 0.85,
         still_wanted: Callable[[], bool] | None = None,
+        on_accepted: AcceptedCallback | None = None,
     ) -> int:
         """Send, retrying transient failures with capped exponential backoff and jitter; return attempts.
 
         `still_wanted` is asked before every attempt: NotWanted once the mail is no longer wanted (its partition
-        moved to another worker during a retry, which then sends it).
+        moved to another worker during a retry, which then sends it). `on_accepted(attempts)`: see send().
         """
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -168,7 +210,7 @@ class SmtpSender:
             if still_wanted is not None and not still_wanted():
                 raise NotWanted(message.message_id if isinstance(message, OutgoingMail) else "")
             try:
-                await self.send(message)
+                await self.send(message, on_accepted=None if on_accepted is None else partial(on_accepted, attempt))
                 return attempt
             except TransientSmtpError as error:
                 if attempt == max_attempts:

@@ -18,6 +18,7 @@ import re
 import socket
 import ssl
 from base64 import b64encode
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 _LINE_ENDINGS = re.compile(rb"\r\n|\r|\n")
@@ -150,10 +151,14 @@ class SmtpConnection:
         await self._expect(await self._command(b64encode(username.encode()).decode()), 334)
         await self._expect(await self._command(b64encode(password.encode()).decode()), 235)
 
-    async def send(self, sender: str, recipients: list[str], data: bytes) -> None:
+    async def send(self, sender: str, recipients: list[str], data: bytes, *,
+                   before_content: Callable[[], Awaitable[None]] | None = None) -> None:
         """One transaction: the envelope and DATA (pipelined when offered), then the content; ReplyError if refused.
 
         Every recipient must be accepted (Schakel's mails have one each); the first refusal is raised.
+        `before_content` is awaited once the server is ready for the content (354), right before it goes: the
+        server cannot accept the mail before it returns. If it raises, the transaction is left open (the
+        caller drops the connection).
         """
         if not recipients:
             raise ValueError("a mail needs at least one recipient")
@@ -184,7 +189,10 @@ class SmtpConnection:
                 await self._read_reply()
             await self._command("RSET")
             raise ReplyError(refused)
-        self._writer.write(content_for_data(data))
+        content = content_for_data(data)
+        if before_content is not None:
+            await before_content()
+        self._writer.write(content)
         await self._writer.drain()
         await self._expect(await self._read_reply(), 250)
 

@@ -53,7 +53,8 @@ class FakeSender:
         self.transient = 0
         self.attempts = 0
 
-    async def send_with_retry(self, outgoing: OutgoingMail, *, on_retry: Any = None, **_: Any) -> int:
+    async def send_with_retry(self, outgoing: OutgoingMail, *, on_retry: Any = None, on_accepted: Any = None,
+                              **_: Any) -> int:
         message = email.message_from_bytes(outgoing.data, policy=policy.default)
         assert isinstance(message, EmailMessage) and str(message["To"]) == outgoing.recipient
         attempt = 0
@@ -68,6 +69,8 @@ class FakeSender:
                     await on_retry(attempt, TransientSmtpError("451 later"), 0.0)
                 continue
             self.sent.append(message)
+            if on_accepted is not None:
+                on_accepted(attempt)  # the mark's future: faust's, never sent here (no broker), so not awaited
             return attempt
 
     def to(self, address: str) -> list[EmailMessage]:

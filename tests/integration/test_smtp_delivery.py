@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -19,6 +20,7 @@ from services.notify.rendering import (
     thread_id_for,
 )
 from services.notify.smtp import (
+    MarkNotRecorded,
     PermanentSmtpError,
     SmtpSender,
     SmtpSettings,
@@ -83,6 +85,35 @@ async def test_several_messages_share_one_connection(sink: SmtpSink) -> None:
     assert len(sink.messages) == 5
     assert sink.connections == 1
     assert sender.connections_opened == 1
+
+
+async def test_the_next_mails_content_waits_until_the_previous_mail_is_recorded(sink: SmtpSink) -> None:
+    sender = sender_for(sink)
+    mark: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    await sender.send(message(1), on_accepted=lambda: mark)
+    second = asyncio.ensure_future(sender.send(message(2), on_accepted=lambda: None))
+    await asyncio.sleep(0.3)
+    assert [m.message["Message-ID"] for m in sink.messages] == [message(1)["Message-ID"]]
+    assert not second.done() and sender.content_held == 1  # a kill now costs at most mail 1 again
+    mark.set_result(None)
+    await asyncio.wait_for(second, 5)
+    assert len(sink.messages) == 2
+    await sender.send(message(3))  # no mark pending: nothing waits
+    assert sender.content_held == 1
+    await sender.close()
+
+
+async def test_a_mark_that_failed_lets_no_further_mail_out(sink: SmtpSink) -> None:
+    sender = sender_for(sink)
+    mark: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    await sender.send(message(1), on_accepted=lambda: mark)
+    mark.set_exception(OSError("broker gone"))
+    for n in (2, 3):
+        with pytest.raises(MarkNotRecorded):
+            await sender.send(message(n))
+    await asyncio.sleep(0.1)
+    assert len(sink.messages) == 1
+    await sender.close()
 
 
 async def test_a_dropped_connection_is_reopened_for_the_next_message(sink: SmtpSink) -> None:

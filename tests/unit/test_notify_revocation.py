@@ -32,11 +32,26 @@ class SlowSender:
         self.started = asyncio.Event()
         self.sent: list[str] = []
 
-    async def send_with_retry(self, message: OutgoingMail, **_: Any) -> int:
+    async def send_with_retry(self, message: OutgoingMail, *, on_accepted: Any = None, **_: Any) -> int:
         self.started.set()
         await self.release.wait()
         self.sent.append(message.message_id)
+        if on_accepted is not None:
+            on_accepted(1)
         return 1
+
+
+class SentLog:
+    """The sent-log: each mark's future is done when the test says the broker has it."""
+
+    def __init__(self) -> None:
+        self.marks: dict[bytes, bytes] = {}
+        self.receipts: list[asyncio.Future[None]] = []
+
+    def mark(self, event: Any, key: bytes, value: bytes) -> asyncio.Future[None]:
+        self.marks[key] = value
+        self.receipts.append(asyncio.get_running_loop().create_future())
+        return self.receipts[-1]
 
 
 class Job:
@@ -61,8 +76,8 @@ class Event:
     """Stands in for a faust event (the mailer makes it the current event for its sent-log write)."""
 
 
-async def test_drain_waits_for_the_mail_under_way_and_its_sent_log_mark() -> None:
-    sender, sent_log = SlowSender(), dict[bytes, bytes]()
+async def test_drain_waits_for_the_mail_under_way_and_its_sent_log_mark_on_the_broker() -> None:
+    sender, sent_log = SlowSender(), SentLog()
     mailer = Mailer(sender, NotifyMetrics(CollectorRegistry()), sent_log)
     batch = asyncio.ensure_future(mailer([(Event(), Effects(work=[Job()]))]))
     await sender.started.wait()
@@ -71,9 +86,12 @@ async def test_drain_waits_for_the_mail_under_way_and_its_sent_log_mark() -> Non
     await asyncio.sleep(0.05)
     assert not drained.done()  # the transaction is still under way: the partition may not move yet
     sender.release.set()
-    await asyncio.wait_for(drained, 1)
-    assert b"sent:m1" in sent_log  # the new owner recovers this mark and does not send the mail again
     await batch
+    assert b"sent:m1" in sent_log.marks
+    await asyncio.sleep(0.05)
+    assert not drained.done()  # the mark is written but not on the broker: the new owner would not read it
+    sent_log.receipts[0].set_result(None)
+    await asyncio.wait_for(drained, 1)  # now the new owner recovers the mark and does not send the mail again
     await asyncio.wait_for(mailer.drain(), 1)  # nothing under way: returns at once
 
 
@@ -82,7 +100,7 @@ async def test_a_mail_in_retry_stops_once_its_partition_is_no_longer_ours(monkey
     attempts: list[int] = []
     ours = [True]
 
-    async def refused_for_now(message: Any) -> None:
+    async def refused_for_now(message: Any, **_: Any) -> None:
         attempts.append(1)
         ours[0] = False  # the rebalance comes while the worker waits to retry
         raise TransientSmtpError("451 try again later")
