@@ -15,7 +15,8 @@ from shared.tracing import trace_headers
 PRODUCER_LINGER_S = 0.005
 
 
-def create_faust_app(name: str, settings: Settings, *, store: str | None = None) -> faust.App:
+def create_faust_app(name: str, settings: Settings, *, store: str | None = None,
+                     producer_linger_s: float = PRODUCER_LINGER_S) -> faust.App:
     """A faust app configured the Schakel way (RocksDB, earliest, no web server, few partitions)."""
     faust_compat.install()
     datadir: Path = settings.service_state_dir(name) / "faust"
@@ -32,7 +33,7 @@ def create_faust_app(name: str, settings: Settings, *, store: str | None = None)
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         # The effects of records decided close together (a batch, the mails of a batch) share a produce request.
-        producer_linger=PRODUCER_LINGER_S,
+        producer_linger=producer_linger_s,
         table_standby_replicas=0,
         broker_commit_every=100,
         broker_commit_interval=1.0,

@@ -29,7 +29,9 @@ def create_app(settings: NotifySettings | None = None, *, municipality: Municipa
     configure_logging(service="notify", log_format=settings.log_format, level=settings.log_level)
     configure_tracing("notify", endpoint=settings.otlp_endpoint)
     registry = CollectorRegistry()
-    faust_app = create_faust_app("notify", settings, store=store)
+    # No linger: a connection's next mail waits for the previous mail's mark, so a linger would add its whole
+    # length to every mail (ADR 0022); what the batch publishes still shares requests (one in flight per broker).
+    faust_app = create_faust_app("notify", settings, store=store, producer_linger_s=0.0)
     address = parseaddr(settings.mail_from)[1]
     pool = SmtpPool(SmtpSettings.from_settings(settings), size=settings.notify_smtp_connections)
     core = NotifyCore(
