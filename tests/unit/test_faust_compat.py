@@ -117,3 +117,31 @@ def test_stream_partitions_are_resumed_only_after_the_seek_and_the_clear() -> No
         "resume flow",
         "start fetcher",
     ]
+
+
+class Message:
+    """The part of a faust message a table write reads: its topic, and the partition its changelog goes to."""
+
+    def __init__(self, partition: int) -> None:
+        self.topic = "signals.assigned"
+        self.partition = partition
+
+
+class Event:
+    def __init__(self, partition: int) -> None:
+        self.message = Message(partition)
+
+
+async def test_a_write_with_receipt_does_what_setitem_does_and_keeps_the_changelog_future(tmp_path: Any) -> None:
+    app = create_faust_app("receipt-check", Settings(state_dir=tmp_path), store="memory://")
+    table = app.Table("receipts", default=None, partitions=4, key_type=bytes, value_type=bytes)
+    buffered = app.producer.buffer.pending
+    with faust_compat.as_current_event(Event(2)):
+        table[b"by-setitem"] = b"one"
+        receipt = faust_compat.write_with_receipt(table, b"with-receipt", b"two")
+    by_setitem, kept = buffered.get_nowait(), buffered.get_nowait()
+    assert kept is receipt and not receipt.done()  # done once the broker acknowledges that one record
+    for future, key, value in ((by_setitem, b"by-setitem", b"one"), (kept, b"with-receipt", b"two")):
+        assert future.message.channel is table.changelog_topic
+        assert (future.message.partition, future.message.key, future.message.value) == (2, key, value)
+        assert table[key] == value
