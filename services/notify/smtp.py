@@ -38,7 +38,7 @@ class NotWanted(SmtpError):
 
 
 class MarkNotRecorded(RuntimeError):
-    """The previous mail's 'sent' mark failed: sending on would allow more than one copy per kill (a bug stop)."""
+    """The previous mail's 'sent' mark failed; sending on could cost more than one copy per kill: the worker stops."""
 
 
 RetryCallback = Callable[[int, TransientSmtpError, float], Awaitable[None] | None]
