@@ -27,6 +27,7 @@ from bench.driver import Load, PostfixSink, Sink
 from bench.results import write_results
 from bench.routing_hop import routing_hop
 from bench.stack import BENCH_ENV, start_broker
+from bench.unwind import unwind_on_sigterm
 from schakel.kafka_broker import free_port
 from tests.harness import System
 
@@ -143,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="do not touch bench/results/latest.json")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
+    unwind_on_sigterm()
     root = Path(tempfile.mkdtemp(prefix="schakel-chain-"))
     print(f"working in {root}", flush=True)
     broker = start_broker(root / "kafka")

@@ -21,6 +21,7 @@ from bench.collector import Collected, end_total, settled
 from bench.load import Submitter
 from bench.report import print_table
 from bench.stack import Bench, bench_system
+from bench.unwind import unwind_on_sigterm
 
 HOP_OF = {"routing": "signals.assigned", "feedback": "signals.lifecycle", "notify": "notifications.sent"}
 MAILS_PER_SIGNAL = 2
@@ -471,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wait", type=float, default=60.0, help="services wait this long for the broker (#3)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
+    unwind_on_sigterm()
     names = DEFAULT_ALL if args.scenario == "all" else tuple(args.scenario.split(","))
     unknown = [name for name in names if name not in SCENARIOS]
     if unknown:
