@@ -149,12 +149,11 @@ class SmtpSender:
     async def _transaction(self, message: EmailMessage | OutgoingMail) -> None:
         client = await self._connected()
         if isinstance(message, OutgoingMail):
-            await client.send(self.envelope_sender, [message.recipient], message.data,
-                              before_content=self._previous_mail_recorded)
+            recipients, data = [message.recipient], message.data
         else:
             recipients = [address for _, address in getaddresses(message.get_all("To") or []) if address]
-            await client.send(self.envelope_sender, recipients, message.as_bytes(),
-                              before_content=self._previous_mail_recorded)
+            data = message.as_bytes()
+        await client.send(self.envelope_sender, recipients, data, before_content=self._previous_mail_recorded)
 
     async def send(self, message: EmailMessage | OutgoingMail, *,
                    on_accepted: Callable[[], Any] | None = None) -> None:
