@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(root, ignore_errors=True)
     print_all(figures)
     if not args.no_write:
-        path = write_results(results_json(figures))
+        path = write_results(results_json(figures), bench="bench.chain")
         print(f"\nwritten to {path}")
     return 0
 

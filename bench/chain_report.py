@@ -2,36 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 from dataclasses import asdict
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from bench.chain_run import STAGES, Window
 from bench.report import print_table
-from shared.settings import REPO_ROOT
+from bench.results import provenance
 
 SERVICES = ("intake", "routing", "feedback", "notify")
-
-
-def machine() -> dict[str, Any]:
-    """nproc, memory and CPU model of this machine."""
-    info = Path("/proc/cpuinfo").read_text().splitlines()
-    model = next((ln.split(":", 1)[1].strip() for ln in info if ln.startswith("model name")), "?")
-    mem_kib = next(int(ln.split()[1]) for ln in Path("/proc/meminfo").read_text().splitlines()
-                   if ln.startswith("MemTotal:"))
-    return {"nproc": os.cpu_count(), "memory_gib": round(mem_kib / 1024 / 1024, 1), "cpu_model": model}
-
-
-def git_commit() -> str:
-    """The commit the bench ran on (with '+dirty' when the work tree has changes)."""
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
-                          check=False).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                           capture_output=True, text=True, check=False).stdout.strip()
-    return head + ("+dirty" if dirty else "")
 
 
 def services_ms(window: Window) -> float | None:
@@ -48,8 +26,7 @@ def _window(windows: list[Window], name: str) -> Window | None:
 def results_json(figures: dict[str, Any]) -> dict[str, Any]:
     """The keys issue 10 asks for, plus the details they come from."""
     windows: list[Window] = figures["windows"]
-    out: dict[str, Any] = {"machine": machine(), "date": datetime.now(UTC).isoformat(timespec="seconds"),
-                           "git_commit": git_commit()}
+    out: dict[str, Any] = provenance()  # the chain's run is the file's headline: machine, date, commit
     top = _window(windows, "max")
     if top is not None:
         out["e2e_signals_per_s"] = top.completed_per_s

@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {old_body} -> {new_body} ({rule}): {n}")
     if not args.no_write and not args.profile:
         key = f"replay_{args.signals // 1000}k_s"
-        write_results({key: round(timed.seconds, 1), f"replay_{args.signals // 1000}k_signals_per_s": round(rate)})
+        write_results({key: round(timed.seconds, 1), f"replay_{args.signals // 1000}k_signals_per_s": round(rate)},
+                      bench="bench.replay")
         print(f"{key} = {timed.seconds:.1f} written to {RESULTS}")
     return 0
 
