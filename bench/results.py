@@ -46,10 +46,9 @@ def merge_results(current: dict[str, Any], figures: dict[str, Any], *, bench: st
                   measured: dict[str, Any]) -> dict[str, Any]:
     """The file's content after a bench: its keys replace theirs, and it is named as their source."""
     merged = {**current, **figures}
-    sources = {name: entry for name, entry in dict(current.get("measured_by") or {}).items()
-               if name != bench}
-    for entry in sources.values():  # a key this bench wrote now is no longer another bench's
-        entry["keys"] = [key for key in entry.get("keys", []) if key not in figures]
+    # A key this bench wrote now is no longer another bench's (copies: `current` stays as it was).
+    sources = {name: {**entry, "keys": [key for key in entry.get("keys", []) if key not in figures]}
+               for name, entry in dict(current.get("measured_by") or {}).items() if name != bench}
     sources[bench] = {**measured, "keys": sorted(figures)}
     merged["measured_by"] = dict(sorted(sources.items()))
     return merged
