@@ -156,6 +156,34 @@ class SignalAssigned(Contract):
     match_partner_kinds: list[str] = []
 
 
+class HandOffFacts(Contract):
+    """What routing needs to hand a rejected signal on, as the rejected assignment said it (ADR 0023).
+
+    Feedback keeps it with the signal and a rejection carries it, so routing reads rejections only, not every
+    assignment again. The rest of what a hand-off needs is on the lifecycle event itself.
+    """
+
+    category: str
+    partner_kind: str
+    school_brin: str | None = None
+    postcode_area: str | None = None
+    flags: list[str] = []
+    match_partner_kinds: list[str] = []
+    previous_body_ids: list[str] = []
+    summary_sealed: str | None = None
+    subject_key: str | None = None
+    family_key: str | None = None
+
+    @classmethod
+    def of(cls, assigned: SignalAssigned) -> HandOffFacts:
+        """The facts of an assignment that the next hand-off decides on."""
+        return cls(category=assigned.category, partner_kind=assigned.partner_kind, school_brin=assigned.school_brin,
+                   postcode_area=assigned.postcode_area, flags=list(assigned.flags),
+                   match_partner_kinds=list(assigned.match_partner_kinds),
+                   previous_body_ids=list(assigned.previous_body_ids), summary_sealed=assigned.summary_sealed,
+                   subject_key=assigned.subject_key, family_key=assigned.family_key)
+
+
 class LifecycleChange(StrEnum):
     """What a body (or the reporter) did with a signal."""
 
@@ -241,6 +269,8 @@ class SignalLifecycleChanged(Contract):
     at: datetime
     received_at: datetime | None = None
     attempt: int = 1
+    # On a rejection only: the rejected assignment's facts, for routing's hand-off (ADR 0023).
+    handoff: HandOffFacts | None = None
 
 
 class SignalsMatched(Contract):

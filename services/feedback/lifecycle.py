@@ -10,7 +10,15 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from services.feedback.sla import Deadline
-from shared.events import Contact, LifecycleChange, Route, SignalAssigned, SignalLifecycleChanged, Urgency
+from shared.events import (
+    Contact,
+    HandOffFacts,
+    LifecycleChange,
+    Route,
+    SignalAssigned,
+    SignalLifecycleChanged,
+    Urgency,
+)
 from shared.taxonomy import OUTCOMES
 
 
@@ -78,6 +86,8 @@ class SignalRecord(BaseModel):
     regie_body_id: str | None = None
     # The child's pseudonym: whose key ring holds this signal's data key (ADR 0020); None before per-child keys.
     subject_key: str | None = None
+    # The current assignment's facts, which a rejection carries to routing's hand-off (ADR 0023).
+    handoff: HandOffFacts | None = None
 
 
 class ErasedStub(BaseModel):
@@ -318,6 +328,7 @@ def lifecycle_event(
         urgency=record.urgency, outcome=outcome, reason=reason, message_sealed=message_sealed,
         reporter=record.reporter, reporter_partner_id=record.reporter_partner_id, at=at,
         received_at=record.received_at, attempt=record.attempt,
+        handoff=record.handoff if change is LifecycleChange.REJECTED else None,
     )
 
 
@@ -346,5 +357,6 @@ def on_assigned(
         deadlines=deadlines, met={}, history=[*(record.history if record else []), entry],
         emitted=record.emitted if record else [], request_ids=record.request_ids if record else [],
         escalation_interval_s=escalation_interval_s, subject_key=assigned.subject_key,
+        handoff=HandOffFacts.of(assigned),
     )
     return new, lifecycle_event(new, change=LifecycleChange.ASSIGNED, actor="schakel", at=assigned.assigned_at)

@@ -10,7 +10,7 @@ from services.routing.config import RoutingConfig
 from services.routing.decisions import ASSIGNMENTS, FAMILIES, SUBJECTS, RoutingDecisions
 from services.routing.metrics import FAMILY_TOPIC, RoutingMetrics
 from shared.record_loop import LINGER_S, RecordLoop
-from shared.topics import PRIVACY_ERASURES, SIGNALS_ASSIGNED, SIGNALS_LIFECYCLE, SIGNALS_RECEIVED, SIGNALS_RECEIVED_DLQ
+from shared.topics import PRIVACY_ERASURES, SIGNALS_LIFECYCLE, SIGNALS_RECEIVED, SIGNALS_RECEIVED_DLQ
 
 
 def _json_table(app: faust.App, name: str, partitions: int) -> Any:
@@ -24,12 +24,12 @@ def register_agents(app: faust.App, *, config: RoutingConfig, metrics: RoutingMe
     tables = {
         SUBJECTS: _json_table(app, SUBJECTS, partitions),
         FAMILIES: _json_table(app, FAMILIES, partitions),
-        ASSIGNMENTS: _json_table(app, ASSIGNMENTS, SIGNALS_ASSIGNED.partitions),
+        ASSIGNMENTS: _json_table(app, ASSIGNMENTS, SIGNALS_LIFECYCLE.partitions),
     }
     family_topic = app.topic(FAMILY_TOPIC, key_type=bytes, value_type=bytes, key_serializer="raw",
                              value_serializer="raw", partitions=partitions, internal=True)
-    handoff_topic = app.topic(SIGNALS_ASSIGNED.name, SIGNALS_LIFECYCLE.name, key_type=bytes, value_type=bytes,
-                              key_serializer="raw", value_serializer="raw")
+    handoff_topic = app.topic(SIGNALS_LIFECYCLE.name, key_type=bytes, value_type=bytes, key_serializer="raw",
+                              value_serializer="raw")
     decide = RoutingDecisions(config, metrics)
 
     def loop() -> RecordLoop:

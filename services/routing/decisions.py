@@ -4,8 +4,8 @@
   `signals.assigned` and `signals.matched`, and forwards first assignments that carry a family key to the
   repartition topic keyed by family key.
 - `on_family`: that repartition topic with the family match table; publishes family matches.
-- `on_handoff`: `signals.assigned` + `signals.lifecycle` (both keyed by signal id, co-partitioned) with the
-  last assignment per signal; a rejection becomes the next assignment.
+- `on_handoff`: `signals.lifecycle` (keyed by signal id) with the last attempt per handed-off signal; a
+  rejection, which carries the rejected assignment's facts (ADR 0023), becomes the next assignment.
 The record loop writes a table only after the records its entry describes were acknowledged, so a redelivered
 record found in a table was fully handled and is skipped; resends carry deterministic ids anyway.
 """
@@ -23,6 +23,7 @@ from services.routing.handlers import SOURCE, assigned_event, hand_off, route_si
 from services.routing.matching import MatchState, Seen, look_up, matched_event, remember
 from services.routing.metrics import FAMILY_TOPIC, RoutingMetrics
 from shared.events import (
+    HandOffFacts,
     LifecycleChange,
     SignalAssigned,
     SignalErased,
@@ -136,53 +137,52 @@ class RoutingDecisions:
         return Effects(publish=[Publish.event(SIGNALS_MATCHED.name, key=key, event=event)], after=[counted])
 
     def on_handoff(self, record: Incoming, view: TableView) -> Effects:
-        """Remember each assignment; turn a rejection of the current one into the next assignment."""
+        """Turn a rejection of the current assignment into the next one; other lifecycle records change nothing.
+
+        The rejection carries the rejected assignment's facts (ADR 0023). The table keeps, per signal that was
+        handed off or erased, only the last attempt routing assigned, or the erased mark.
+        """
         data = record.data
-        if isinstance(data, SignalErased):  # the last assignment (summary, reporter) goes; a content-free mark stays
+        if isinstance(data, SignalErased):  # a content-free mark: nothing of this signal is handed off any more
             return Effects(writes=[TableWrite(ASSIGNMENTS, data.signal_id, {"erased": True})])
-        if isinstance(data, SignalAssigned):
-            entry = view.get(ASSIGNMENTS, data.signal_id) or {}
-            if entry.get("erased"):
-                return Effects()
-            return self._remember_assignment(data, entry)
-        if isinstance(data, SignalLifecycleChanged) and data.change is LifecycleChange.REJECTED:
-            return self._on_rejected(data, view.get(ASSIGNMENTS, data.signal_id) or {})
-        return Effects()
-
-    def _remember_assignment(self, assigned: SignalAssigned, entry: dict[str, Any]) -> Effects:
-        last = entry.get("assigned")
-        if last is not None and last["attempt"] >= assigned.attempt:
+        if not isinstance(data, SignalLifecycleChanged) or data.change is not LifecycleChange.REJECTED:
             return Effects()
-        entry = {**entry, "assigned": assigned.model_dump(mode="json")}
-        effects = Effects(writes=[TableWrite(ASSIGNMENTS, assigned.signal_id, entry)])
-        pending = entry.get("pending")
-        if pending is not None and pending["attempt"] == assigned.attempt:
-            effects.add(self._on_rejected(SignalLifecycleChanged.model_validate(pending), entry))
-        return effects
+        entry = view.get(ASSIGNMENTS, data.signal_id) or {}
+        if entry.get("erased") or _last_attempt(entry) > data.attempt:
+            return Effects()  # erased, or handled before (redelivery) or stale
+        facts, received_at = data.handoff, data.received_at
+        if facts is None or received_at is None:
+            facts, received_at = _from_legacy_entry(entry, data.attempt)
+        return self._hand_off(data, facts, received_at)
 
-    def _on_rejected(self, rejection: SignalLifecycleChanged, entry: dict[str, Any]) -> Effects:
-        last = entry.get("assigned")
-        if last is None or last["attempt"] < rejection.attempt:
-            # The assignment it rejects has not reached this worker yet: keep it until it does.
-            return Effects(
-                writes=[TableWrite(ASSIGNMENTS, rejection.signal_id,
-                                   {**entry, "pending": rejection.model_dump(mode="json")})],
-                after=[lambda: log.info("rejection_waits_for_assignment", signal_id=rejection.signal_id,
-                                        attempt=rejection.attempt)])
-        if last["attempt"] > rejection.attempt:
-            return Effects()  # handled before (redelivery) or stale
-        current = SignalAssigned.model_validate(last)
+    def _hand_off(self, rejection: SignalLifecycleChanged, facts: HandOffFacts, received_at: datetime) -> Effects:
         loaded = self.config.current
-        nxt = hand_off(current, rejection, book=loaded.book, municipality=loaded.municipality, now=utcnow())
+        nxt = hand_off(rejection, facts, received_at, book=loaded.book, municipality=loaded.municipality,
+                       now=utcnow())
 
         def counted() -> None:
-            self.metrics.rejections.labels(route=current.route.value).inc()
+            self.metrics.rejections.labels(route=rejection.route.value).inc()
             self.metrics.assigned.labels(route=nxt.route.value, rule=nxt.rule_id).inc()
             log.info("signal_handed_off", signal_id=nxt.signal_id, rejected_by=rejection.body_id, body=nxt.body_id,
                      rule=nxt.rule_id, attempt=nxt.attempt)
 
         return Effects(
             publish=[Publish.event(SIGNALS_ASSIGNED.name, key=nxt.signal_id, event=assigned_event(nxt))],
-            writes=[TableWrite(ASSIGNMENTS, rejection.signal_id,
-                               {"assigned": nxt.model_dump(mode="json"), "pending": None})],
+            writes=[TableWrite(ASSIGNMENTS, rejection.signal_id, {"attempt": nxt.attempt})],
             after=[counted])
+
+
+def _last_attempt(entry: dict[str, Any]) -> int:
+    """The last attempt routing assigned for a signal it handed off (0: none known)."""
+    legacy = entry.get("assigned")  # before ADR 0023 the entry held the whole last assignment
+    return max(int(entry.get("attempt", 0)), int(legacy["attempt"]) if legacy else 0)
+
+
+def _from_legacy_entry(entry: dict[str, Any], attempt: int) -> tuple[HandOffFacts, datetime]:
+    """A rejection written before ADR 0023 carries no facts: take them from the assignment this table kept then."""
+    legacy = entry.get("assigned")
+    if legacy is None or int(legacy["attempt"]) != attempt:
+        raise UndecodableRecord("rejection_without_assignment",
+                                "a rejection without the rejected assignment's facts, and none kept for it")
+    assigned = SignalAssigned.model_validate(legacy)
+    return HandOffFacts.of(assigned), assigned.received_at

@@ -8,6 +8,7 @@ from services.routing.matching import MatchState
 from services.routing.rules import Decision, Facts, RuleBook
 from shared.events import (
     CloudEvent,
+    HandOffFacts,
     SignalAssigned,
     SignalLifecycleChanged,
     SignalReceived,
@@ -31,12 +32,12 @@ def facts_of(signal: SignalReceived, match: MatchState) -> Facts:
     )
 
 
-def facts_of_assignment(assigned: SignalAssigned) -> Facts:
-    """The same facts, recovered from the last assignment (for hand-offs)."""
+def facts_of_handoff(facts: HandOffFacts, urgency: Urgency) -> Facts:
+    """The same facts, as the rejected assignment carried them (for hand-offs)."""
     return Facts(
-        category=assigned.category, urgency=assigned.urgency.value, partner_kind=assigned.partner_kind,
-        school_brin=assigned.school_brin, postcode_area=assigned.postcode_area, flags=frozenset(assigned.flags),
-        match_partner_kinds=frozenset(assigned.match_partner_kinds),
+        category=facts.category, urgency=urgency.value, partner_kind=facts.partner_kind,
+        school_brin=facts.school_brin, postcode_area=facts.postcode_area, flags=frozenset(facts.flags),
+        match_partner_kinds=frozenset(facts.match_partner_kinds),
     )
 
 
@@ -54,22 +55,25 @@ def route_signal(
 
 
 def hand_off(
-    assigned: SignalAssigned, rejection: SignalLifecycleChanged, *, book: RuleBook, municipality: Municipality,
-    now: datetime,
+    rejection: SignalLifecycleChanged, facts: HandOffFacts, received_at: datetime, *, book: RuleBook,
+    municipality: Municipality, now: datetime,
 ) -> SignalAssigned:
-    """The next body after a rejection: the rules' next untried body, else the coordinator; never back."""
-    tried = [*assigned.previous_body_ids, assigned.body_id, rejection.body_id]
-    tried = list(dict.fromkeys(tried))
-    facts = facts_of_assignment(assigned)
-    decision = book.decide(facts, municipality, tried=tried)
+    """The next body after a rejection: the rules' next untried body, else the coordinator; never back.
+
+    `facts` are the rejected assignment's (the rejection carries them, ADR 0023); the rejected body is the
+    rejection's, and the next attempt is one more than the rejected one.
+    """
+    tried = list(dict.fromkeys([*facts.previous_body_ids, rejection.body_id]))
+    known = facts_of_handoff(facts, rejection.urgency)
+    decision = book.decide(known, municipality, tried=tried)
     explained = {**decision.facts, "rejected_by": rejection.body_id}
     if rejection.reason:
         explained["rejection_reason"] = rejection.reason[:200]
     decision = Decision(decision.rule_id, decision.description, decision.body, explained, decision.inform)
-    return _assigned(decision, facts, now=now, attempt=assigned.attempt + 1, previous=tried, base=dict(
-        signal_id=assigned.signal_id, reference=assigned.reference, partner_id=assigned.partner_id,
-        summary_sealed=assigned.summary_sealed, reporter=assigned.reporter, received_at=assigned.received_at,
-        subject_key=assigned.subject_key, family_key=assigned.family_key,
+    return _assigned(decision, known, now=now, attempt=rejection.attempt + 1, previous=tried, base=dict(
+        signal_id=rejection.signal_id, reference=rejection.reference, partner_id=rejection.reporter_partner_id,
+        summary_sealed=facts.summary_sealed, reporter=rejection.reporter, received_at=received_at,
+        subject_key=facts.subject_key, family_key=facts.family_key,
     ))
 
 

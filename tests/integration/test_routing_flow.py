@@ -19,6 +19,7 @@ from schakel.processes import ServiceProcess
 from shared.events import (
     CloudEvent,
     Contact,
+    HandOffFacts,
     LifecycleChange,
     SignalAssigned,
     SignalLifecycleChanged,
@@ -167,6 +168,7 @@ def rejection(a: SignalAssigned) -> SignalLifecycleChanged:
         signal_id=a.signal_id, reference=a.reference, change=LifecycleChange.REJECTED, status="rejected",
         actor_partner_id="obs-de-linde", route=a.route, body_id=a.body_id, body_name=a.body_name, urgency=a.urgency,
         reason="buiten school", reporter=a.reporter, reporter_partner_id=a.partner_id, at=T0, attempt=a.attempt,
+        received_at=a.received_at, handoff=HandOffFacts.of(a),
     )
 
 

@@ -33,6 +33,7 @@ from shared.record_loop import TableView
 from shared.topics import AUDIT_LOG, LIFECYCLE_REQUESTS, NOTIFICATIONS_DIGEST, PRIVACY_ERASURES, SIGNALS_LIFECYCLE
 from tests.unit.test_feedback_decisions import SIGNAL_ID, Feedback, assigned, from_publish, incoming, requested
 from tests.unit.test_feedback_decisions import run_after as run_callbacks
+from tests.unit.test_routing_decisions import rejected
 
 EXAMPLE_SUBJECT = "sk_" + "a" * 40
 OTHER_SIGNAL = deterministic_id("erasure-test", "other")
@@ -115,7 +116,8 @@ def test_routing_keeps_only_the_ids_of_the_erased_signals_in_the_childs_match_en
                                                      at=now), topic=SIGNALS_LIFECYCLE.name), TableView(tables))
     assert [(w.table, w.key, w.value) for w in marked.writes] == [(ASSIGNMENTS, SIGNAL_ID, {"erased": True})]
     tables[ASSIGNMENTS][SIGNAL_ID] = {"erased": True}
-    late = decide.on_handoff(incoming(assigned(attempt=2), topic="signals.assigned"), TableView(tables))
+    late_rejection = rejected(assigned(attempt=2))
+    late = decide.on_handoff(incoming(late_rejection, topic=SIGNALS_LIFECYCLE.name), TableView(tables))
     assert late.writes == [] and late.publish == []
 
 

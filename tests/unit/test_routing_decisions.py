@@ -14,11 +14,13 @@ from services.routing.metrics import FAMILY_TOPIC, RoutingMetrics
 from shared.events import (
     CloudEvent,
     Contract,
+    HandOffFacts,
     LifecycleChange,
     SignalAssigned,
     SignalLifecycleChanged,
     SignalReceived,
     SignalsMatched,
+    UndecodableRecord,
     decode_event,
     deterministic_id,
     encode_event,
@@ -72,12 +74,15 @@ def assignment_of(effects: Effects) -> SignalAssigned:
     return data
 
 
-def rejected(assigned: SignalAssigned) -> SignalLifecycleChanged:
+def rejected(assigned: SignalAssigned, *, with_facts: bool = True) -> SignalLifecycleChanged:
+    """The rejection feedback publishes: with the rejected assignment's facts (ADR 0023), or as before it."""
     return SignalLifecycleChanged(
         signal_id=assigned.signal_id, reference=assigned.reference, change=LifecycleChange.REJECTED,
         status="rejected", actor_partner_id="obs-de-linde", route=assigned.route, body_id=assigned.body_id,
         body_name=assigned.body_name, urgency=assigned.urgency, reason="hoort niet bij ons",
         reporter=assigned.reporter, reporter_partner_id=assigned.partner_id, at=T0, attempt=assigned.attempt,
+        received_at=assigned.received_at if with_facts else None,
+        handoff=HandOffFacts.of(assigned) if with_facts else None,
     )
 
 
@@ -104,9 +109,8 @@ class Routing:
         return effects
 
     def handoff(self, data: Contract, view: TableView) -> Effects:
-        topic = SIGNALS_ASSIGNED.name if isinstance(data, SignalAssigned) else SIGNALS_LIFECYCLE.name
-        effects = self.decisions.on_handoff(incoming(data, key=str(getattr(data, "signal_id", "")), topic=topic),
-                                            view)
+        effects = self.decisions.on_handoff(
+            incoming(data, key=str(getattr(data, "signal_id", "")), topic=SIGNALS_LIFECYCLE.name), view)
         view.stage(effects.writes)
         return effects
 
@@ -237,10 +241,6 @@ def test_siblings_signalled_by_two_partners_match_on_their_family_key(routing: R
 def test_a_rejection_becomes_the_next_assignment_and_its_table_write(routing: Routing) -> None:
     first = assignment_of(routing.received(received(1), routing.view()))
     view = routing.view()
-    remembered = routing.handoff(first, view)
-    assert remembered.publish == []
-    [write] = remembered.writes
-    assert (write.table, write.key) == (ASSIGNMENTS, first.signal_id) and write.value["assigned"]["attempt"] == 1
     effects = routing.handoff(rejected(first), view)
     [record] = effects.publish
     assert record.topic == SIGNALS_ASSIGNED.name and record.key == first.signal_id.encode()
@@ -248,9 +248,12 @@ def test_a_rejection_becomes_the_next_assignment_and_its_table_write(routing: Ro
     assert envelope.id == deterministic_id("assigned", first.signal_id, "2")
     assert isinstance(nxt, SignalAssigned)
     assert (nxt.body_id, nxt.attempt, nxt.previous_body_ids) == ("wijkteam-centrum", 2, ["zat-12ab"])
+    assert nxt.facts["rejected_by"] == "zat-12ab" and nxt.facts["rejection_reason"] == "hoort niet bij ons"
+    kept = ("reference", "partner_id", "summary_sealed", "reporter", "received_at", "subject_key", "family_key",
+            "category", "urgency", "partner_kind", "school_brin", "postcode_area", "flags")
+    assert {name: getattr(nxt, name) for name in kept} == {name: getattr(first, name) for name in kept}
     [write] = effects.writes
-    assert (write.table, write.key) == (ASSIGNMENTS, first.signal_id)
-    assert write.value == {"assigned": nxt.model_dump(mode="json"), "pending": None}
+    assert (write.table, write.key, write.value) == (ASSIGNMENTS, first.signal_id, {"attempt": 2})
     assert routing.metrics.rejections.labels(route="zat")._value.get() == 0
     for callback in effects.after:
         callback()
@@ -258,34 +261,58 @@ def test_a_rejection_becomes_the_next_assignment_and_its_table_write(routing: Ro
     assert routing.assigned_count("wijkteam", nxt.rule_id) == 1
 
 
-def test_a_redelivered_rejection_is_decided_to_nothing(routing: Routing) -> None:
+def test_a_second_rejection_goes_on_down_the_chain_and_never_back(routing: Routing) -> None:
     first = assignment_of(routing.received(received(1), routing.view()))
     view = routing.view()
-    routing.handoff(first, view)
-    routing.handoff(rejected(first), view)
+    second = assignment_of(routing.handoff(rejected(first), view))
+    third = assignment_of(routing.handoff(rejected(second), view))
+    assert third.attempt == 3 and third.previous_body_ids == ["zat-12ab", "wijkteam-centrum"]
+    assert third.body_id not in third.previous_body_ids
+
+
+def test_a_redelivered_or_stale_rejection_is_decided_to_nothing(routing: Routing) -> None:
+    first = assignment_of(routing.received(received(1), routing.view()))
+    view = routing.view()
+    second = assignment_of(routing.handoff(rejected(first), view))
     again = routing.handoff(rejected(first), view)
     assert again.publish == [] and again.writes == []
+    assert routing.handoff(rejected(second), view).publish != []
 
 
-def test_a_rejection_arriving_before_its_assignment_is_kept_pending_until_it_arrives(routing: Routing) -> None:
-    first = assignment_of(routing.received(received(1, category="THUIS"), routing.view()))
-    view = routing.view()
-    early = routing.handoff(rejected(first), view)
-    assert early.publish == []
-    [write] = early.writes
-    assert (write.table, write.key) == (ASSIGNMENTS, first.signal_id)
-    assert write.value == {"pending": rejected(first).model_dump(mode="json")}
-    late = routing.handoff(first, view)
-    [record] = late.publish
-    _, nxt = from_publish(record)
-    assert isinstance(nxt, SignalAssigned) and (nxt.body_id, nxt.attempt) == ("zat-12ab", 2)
-    assert late.writes[-1].value == {"assigned": nxt.model_dump(mode="json"), "pending": None}
-
-
-def test_an_older_assignment_redelivered_after_a_handoff_changes_nothing(routing: Routing) -> None:
+def test_lifecycle_records_other_than_a_rejection_change_nothing(routing: Routing) -> None:
     first = assignment_of(routing.received(received(1), routing.view()))
     view = routing.view()
-    routing.handoff(first, view)
-    routing.handoff(rejected(first), view)
-    again = routing.handoff(first, view)
-    assert again.publish == [] and again.writes == []
+    for change in (LifecycleChange.ASSIGNED, LifecycleChange.ACKNOWLEDGED, LifecycleChange.CLOSED):
+        other = rejected(first).model_copy(update={"change": change, "handoff": None})
+        effects = routing.handoff(other, view)
+        assert effects.publish == [] and effects.writes == []
+
+
+def test_a_rejection_from_before_the_facts_travelled_uses_the_assignment_the_table_kept(routing: Routing) -> None:
+    first = assignment_of(routing.received(received(1), routing.view()))
+    routing.tables[ASSIGNMENTS][first.signal_id] = {"assigned": first.model_dump(mode="json"), "pending": None}
+    effects = routing.handoff(rejected(first, with_facts=False), routing.view())
+    nxt = assignment_of(effects)
+    assert (nxt.body_id, nxt.attempt, nxt.received_at) == ("wijkteam-centrum", 2, first.received_at)
+    assert effects.writes[0].value == {"attempt": 2}
+
+
+def test_a_rejection_without_facts_and_nothing_kept_is_a_dead_letter_not_a_silent_drop(routing: Routing) -> None:
+    first = assignment_of(routing.received(received(1), routing.view()))
+    with pytest.raises(UndecodableRecord) as caught:
+        routing.handoff(rejected(first, with_facts=False), routing.view())
+    assert caught.value.code == "rejection_without_assignment"
+
+
+def test_feedbacks_own_rejection_carries_what_routing_hands_off_with() -> None:
+    from tests.unit.test_feedback_decisions import Feedback, requested
+    from tests.unit.test_feedback_decisions import assigned as feedback_assignment
+
+    feedback, routing = Feedback(), Routing()
+    feedback.handle(feedback_assignment())
+    asked = requested("req-reject", LifecycleChange.REJECTED).model_copy(update={"reason": "hoort niet bij ons"})
+    [record] = [r for r in feedback.handle(asked).publish if r.topic == SIGNALS_LIFECYCLE.name]
+    _, rejection = from_publish(record)
+    assert isinstance(rejection, SignalLifecycleChanged) and rejection.handoff is not None
+    nxt = assignment_of(routing.handoff(rejection, routing.view()))
+    assert (nxt.attempt, nxt.previous_body_ids, nxt.school_brin) == (2, ["zat-12ab"], "12AB")
