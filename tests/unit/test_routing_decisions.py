@@ -250,7 +250,8 @@ def test_a_rejection_becomes_the_next_assignment_and_its_table_write(routing: Ro
     assert (nxt.body_id, nxt.attempt, nxt.previous_body_ids) == ("wijkteam-centrum", 2, ["zat-12ab"])
     assert nxt.facts["rejected_by"] == "zat-12ab" and nxt.facts["rejection_reason"] == "hoort niet bij ons"
     kept = ("reference", "partner_id", "summary_sealed", "reporter", "received_at", "subject_key", "family_key",
-            "category", "urgency", "partner_kind", "school_brin", "postcode_area", "flags")
+            "category", "urgency", "partner_kind", "school_brin", "postcode_area", "flags", "matched",
+            "match_partner_kinds")
     assert {name: getattr(nxt, name) for name in kept} == {name: getattr(first, name) for name in kept}
     [write] = effects.writes
     assert (write.table, write.key, write.value) == (ASSIGNMENTS, first.signal_id, {"attempt": 2})
