@@ -176,12 +176,8 @@ class HandOffFacts(Contract):
 
     @classmethod
     def of(cls, assigned: SignalAssigned) -> HandOffFacts:
-        """The facts of an assignment that the next hand-off decides on."""
-        return cls(category=assigned.category, partner_kind=assigned.partner_kind, school_brin=assigned.school_brin,
-                   postcode_area=assigned.postcode_area, flags=list(assigned.flags),
-                   match_partner_kinds=list(assigned.match_partner_kinds),
-                   previous_body_ids=list(assigned.previous_body_ids), summary_sealed=assigned.summary_sealed,
-                   subject_key=assigned.subject_key, family_key=assigned.family_key)
+        """The facts of an assignment that the next hand-off decides on (every field is the assignment's own)."""
+        return cls(**{name: getattr(assigned, name) for name in cls.model_fields})
 
 
 class LifecycleChange(StrEnum):
