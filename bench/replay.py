@@ -3,9 +3,10 @@
 Writes two years of received signals of Gemeente Lindendam (examples/gemeente-voorbeeld.yaml: all seven partners,
 children signalled by several partners, siblings with a family key, categories, urgencies, flags and postcodes
 drawn per partner kind, a few redeliveries and undecodable records) to `signals.received` on a broker of its own,
-then replays it with `schakel routes replay`'s code under a candidate file (police signals about home go to the
-OOV-overleg; a one-year match window) against the example. Prints seconds and signals/s and merges
-`replay_<N/1000>k_s` into bench/results/latest.json. Not a pass/fail test (issue 10's target: 168,000 in 60 s).
+then replays it with `schakel routes replay`'s code, progress bar on stderr included, under a candidate file
+(police signals about home go to the OOV-overleg; a one-year match window) against the example. Prints seconds
+and signals/s and merges `replay_<N/1000>k_s` into bench/results/latest.json. Not a pass/fail test (issue 10's
+target: 168,000 in 60 s).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 import yaml
 from kafka import KafkaProducer
+from rich.console import Console
 
 from bench.results import RESULTS, write_results
 from bench.stack import start_broker
@@ -125,11 +127,12 @@ def write_history(bootstrap: str, count: int) -> dict[str, int]:
 
 
 def replay_once(bootstrap: str, *, old: Municipality, new: Municipality, profile: bool) -> Any:
-    """One replay (optionally under cProfile, printing the top of the profile)."""
+    """One replay with the CLI's progress bar on stderr (optionally under cProfile, printing the top)."""
+    console = Console(stderr=True)
     if not profile:
-        return replay_topic(bootstrap=bootstrap, old=old, new=new)
+        return replay_topic(bootstrap=bootstrap, old=old, new=new, console=console)
     profiler = cProfile.Profile()
-    timed = profiler.runcall(replay_topic, bootstrap=bootstrap, old=old, new=new)
+    timed = profiler.runcall(replay_topic, bootstrap=bootstrap, old=old, new=new, console=console)
     pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
     return timed
 
