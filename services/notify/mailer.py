@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, Protocol
 
 from opentelemetry import trace
@@ -140,7 +141,13 @@ class Mailer:
         if receipt is not None and not receipt.done():
             self._unrecorded.add(receipt)
             receipt.add_done_callback(self._unrecorded.discard)
+            receipt.add_done_callback(partial(self._mark_recorded, time.perf_counter()))
         return receipt
+
+    def _mark_recorded(self, started: float, receipt: asyncio.Future[Any]) -> None:
+        """Time the mark took to reach the broker: what the connection's next e-mail waited for at most."""
+        if not receipt.cancelled() and receipt.exception() is None:
+            self.metrics.mark_duration.observe(time.perf_counter() - started)
 
     async def _deliver(self, message: OutgoingMail, job: MailJob, *, still_wanted: Callable[[], bool],
                        on_accepted: AcceptedCallback) -> int:
