@@ -3,10 +3,10 @@
 Writes two years of received signals of Gemeente Lindendam (examples/gemeente-voorbeeld.yaml: all seven partners,
 children signalled by several partners, siblings with a family key, categories, urgencies, flags and postcodes
 drawn per partner kind, a few redeliveries and undecodable records) to `signals.received` on a broker of its own,
-then replays it with `schakel routes replay`'s code, progress bar on stderr included, under a candidate file
-(police signals about home go to the OOV-overleg; a one-year match window) against the example. Prints seconds
-and signals/s and merges `replay_<N/1000>k_s` into bench/results/latest.json. Not a pass/fail test (issue 10's
-target: 168,000 in 60 s).
+then replays it with `schakel routes replay`'s code, progress bar on stderr included (drawn on a tty), under a
+candidate file (police signals about home go to the OOV-overleg; a one-year match window) against the example.
+Prints seconds and signals/s and merges `replay_<N/1000>k_s` into bench/results/latest.json. Not a pass/fail test
+(issue 10's target: 168,000 in 60 s).
 """
 
 from __future__ import annotations

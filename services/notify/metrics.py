@@ -21,7 +21,7 @@ CONSUMED = (SIGNALS_ASSIGNED.name, SIGNALS_LIFECYCLE.name, SIGNALS_MATCHED.name,
             SLA_BREACHED.name)
 OUTCOMES = ("sent", "retried", "permanent_failure")
 # A 'sent' mark is one acks=all produce: about a millisecond on an idle broker, more under load.
-MARK_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+MARK_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 class NotifyMetrics:
@@ -40,8 +40,8 @@ class NotifyMetrics:
                                     buckets=LATENCY_BUCKETS, registry=registry)
         self.mark_duration = Histogram(
             "notify_sent_mark_duration_seconds",
-            "From SMTP's acceptance of an e-mail to its 'sent' mark on the broker; the connection's next e-mail "
-            "waits for it (ADR 0022).", buckets=MARK_BUCKETS, registry=registry)
+            "From the 'sent' mark's write, as SMTP accepted an e-mail, to the broker's acknowledgement; the "
+            "connection's next e-mail waits for it (ADR 0022).", buckets=MARK_BUCKETS, registry=registry)
         self.oldest_unsent = Gauge("notify_oldest_unsent_email_age_seconds",
                                    "Age of the oldest e-mail that is due but not yet accepted by SMTP.",
                                    registry=registry)

@@ -120,7 +120,16 @@ async def test_a_mark_that_failed_is_not_observed_as_a_duration() -> None:
     sent_log.receipts[0].set_exception(RuntimeError("broker gone"))
     await asyncio.sleep(0)
     assert _mark_durations(registry) == 0
-    sent_log.receipts[0].exception()  # retrieved, so asyncio does not warn about it
+
+
+async def test_a_cancelled_mark_is_not_observed_as_a_duration() -> None:
+    sender, sent_log, registry = SlowSender(), SentLog(), CollectorRegistry()
+    sender.release.set()
+    mailer = Mailer(sender, NotifyMetrics(registry), sent_log)
+    await mailer([(Event(), Effects(work=[Job()]))])
+    sent_log.receipts[0].cancel()
+    await asyncio.sleep(0)
+    assert _mark_durations(registry) == 0
 
 
 async def test_a_mail_in_retry_stops_once_its_partition_is_no_longer_ours(monkeypatch: pytest.MonkeyPatch) -> None:
