@@ -140,12 +140,12 @@ class Mailer:
             {"status": "sent", "attempts": attempts, "at": at.isoformat()}).encode())
         if receipt is not None and not receipt.done():
             self._unrecorded.add(receipt)
-            receipt.add_done_callback(self._unrecorded.discard)
             receipt.add_done_callback(partial(self._mark_recorded, time.perf_counter()))
         return receipt
 
     def _mark_recorded(self, started: float, receipt: asyncio.Future[Any]) -> None:
-        """Time the mark took to reach the broker: what the connection's next e-mail waited for at most."""
+        """The mark is through: no longer under way; timed (what the connection's next e-mail waited for at most)."""
+        self._unrecorded.discard(receipt)
         if not receipt.cancelled() and receipt.exception() is None:
             self.metrics.mark_duration.observe(time.perf_counter() - started)
 

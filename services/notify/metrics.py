@@ -21,7 +21,7 @@ CONSUMED = (SIGNALS_ASSIGNED.name, SIGNALS_LIFECYCLE.name, SIGNALS_MATCHED.name,
             SLA_BREACHED.name)
 OUTCOMES = ("sent", "retried", "permanent_failure")
 # A 'sent' mark is one acks=all produce: about a millisecond on an idle broker, more under load.
-MARK_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+MARK_BUCKETS = (0.0005, 0.001, 0.0025, *LATENCY_BUCKETS)
 
 
 class NotifyMetrics:

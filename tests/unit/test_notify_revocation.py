@@ -95,38 +95,37 @@ async def test_drain_waits_for_the_mail_under_way_and_its_sent_log_mark_on_the_b
     await asyncio.wait_for(mailer.drain(), 1)  # nothing under way: returns at once
 
 
+async def _one_mail_accepted() -> tuple[SentLog, CollectorRegistry]:
+    """A mailer that sent one mail; its mark is written and waits for the test to say the broker has it."""
+    sender, sent_log, registry = SlowSender(), SentLog(), CollectorRegistry()
+    sender.release.set()
+    await Mailer(sender, NotifyMetrics(registry), sent_log)([(Event(), Effects(work=[Job()]))])
+    return sent_log, registry
+
+
 def _mark_durations(registry: CollectorRegistry) -> float | None:
     return registry.get_sample_value("notify_sent_mark_duration_seconds_count")
 
 
 async def test_the_time_a_mark_takes_to_reach_the_broker_is_observed_once_it_is_there() -> None:
-    sender, sent_log, registry = SlowSender(), SentLog(), CollectorRegistry()
-    sender.release.set()
-    mailer = Mailer(sender, NotifyMetrics(registry), sent_log)
-    await mailer([(Event(), Effects(work=[Job()]))])
+    sent_log, registry = await _one_mail_accepted()
     assert _mark_durations(registry) == 0  # accepted and marked, but the mark is not on the broker yet
     await asyncio.sleep(0.02)
     sent_log.receipts[0].set_result(None)
     await asyncio.sleep(0)
     assert _mark_durations(registry) == 1
-    assert registry.get_sample_value("notify_sent_mark_duration_seconds_sum") >= 0.02
+    assert (registry.get_sample_value("notify_sent_mark_duration_seconds_sum") or 0.0) >= 0.02
 
 
 async def test_a_mark_that_failed_is_not_observed_as_a_duration() -> None:
-    sender, sent_log, registry = SlowSender(), SentLog(), CollectorRegistry()
-    sender.release.set()
-    mailer = Mailer(sender, NotifyMetrics(registry), sent_log)
-    await mailer([(Event(), Effects(work=[Job()]))])
+    sent_log, registry = await _one_mail_accepted()
     sent_log.receipts[0].set_exception(RuntimeError("broker gone"))
     await asyncio.sleep(0)
     assert _mark_durations(registry) == 0
 
 
 async def test_a_cancelled_mark_is_not_observed_as_a_duration() -> None:
-    sender, sent_log, registry = SlowSender(), SentLog(), CollectorRegistry()
-    sender.release.set()
-    mailer = Mailer(sender, NotifyMetrics(registry), sent_log)
-    await mailer([(Event(), Effects(work=[Job()]))])
+    sent_log, registry = await _one_mail_accepted()
     sent_log.receipts[0].cancel()
     await asyncio.sleep(0)
     assert _mark_durations(registry) == 0
