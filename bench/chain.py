@@ -24,6 +24,7 @@ from bench import peers, procstat
 from bench.chain_report import print_all, results_json
 from bench.chain_run import Arrivals, ExternalSink, SentTail, Tail, Window, both_of, measure
 from bench.driver import Load, PostfixSink, Sink
+from bench.notify_hop import notify_hop
 from bench.results import write_results
 from bench.routing_hop import routing_hop
 from bench.stack import BENCH_ENV, start_broker
@@ -141,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
                              " from notifications.sent")
     parser.add_argument("--idle", type=float, default=20.0, help="seconds of CPU measured with no load (0: skip)")
     parser.add_argument("--skip-peers", action="store_true")
+    parser.add_argument("--skip-notify-hop", action="store_true",
+                        help="after the routing hop, do not time notify alone on its assignments")
     parser.add_argument("--no-write", action="store_true", help="do not touch bench/results/latest.json")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
@@ -169,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
                 system.services[name].stop(timeout=15)
             figures["hop"] = routing_hop(broker.bootstrap, system.services["routing"], count=args.hop_records)
             print(f"  routing hop: {figures['hop']}", flush=True)
+            if not args.skip_notify_hop:
+                # The routing hop's assignments wait for notify: two e-mails each (MAILS_PER_ASSIGNMENT).
+                figures["notify_hop"] = notify_hop(broker.bootstrap, system.services["notify"],
+                                                   assignments=figures["hop"]["assigned"])
+                print(f"  notify hop: {figures['notify_hop']}", flush=True)
     finally:
         for service in system.services.values():
             with contextlib.suppress(Exception):

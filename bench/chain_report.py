@@ -51,8 +51,15 @@ def results_json(figures: dict[str, Any]) -> dict[str, Any]:
         out["routing_records_per_s"] = hop["records_per_s"]
     if raw and hop and raw["records_per_s"] and hop["records_per_s"]:
         out["routing_to_raw_passthrough_ratio"] = round(hop["records_per_s"] / raw["records_per_s"], 3)
+    notify = figures.get("notify_hop")
+    if notify is not None:
+        out["notify_mails_per_s"] = notify["mails_per_s"]
+        one = next((p for p in figures["peers"] if p["peer"].startswith("aiosmtplib") and "1 connection" in p["peer"]),
+                   None)
+        if one and one["mails_per_s"] and notify["mails_per_s"]:
+            out["notify_to_raw_smtp_ratio"] = round(notify["mails_per_s"] / one["mails_per_s"], 3)
     out["chain"] = {"sink": figures.get("sink"), "idle_cpu_ms_per_s": figures.get("idle_cpu_ms_per_s"),
-                    "peers": figures["peers"], "hop": hop,
+                    "peers": figures["peers"], "hop": hop, "notify_hop": notify,
                     "rss_idle_mib": figures.get("rss_idle"), "service_metrics": figures.get("service_metrics"),
                     "windows": [asdict(w) | {"cpu_ms_per_signal": w.cpu_ms_per_signal()} for w in windows]}
     return out
@@ -101,3 +108,6 @@ def print_all(figures: dict[str, Any]) -> None:
         print_table([{k: v for k, v in figures["hop"].items() if k != "metrics"}], indent="  ")
         for key, value in figures["hop"].get("metrics", {}).items():
             print(f"  routing {key}: {value}")
+    if figures.get("notify_hop"):
+        print("\nnotify hop alone (the routing hop's assignments: a receipt to the reporter, a notice to the body)")
+        print_table([{k: v for k, v in figures["notify_hop"].items() if k != "metrics"}], indent="  ")

@@ -96,3 +96,14 @@ def test_histogram_means_from_metrics_text() -> None:
         'x_seconds_bucket{topic="b",le="+Inf"} 0.0\nx_seconds_count{topic="b"} 0.0\nx_seconds_sum{topic="b"} 0.0\n'
     )
     assert loop_figures(text) == {"x_seconds{topic=a}": {"count": 4, "mean": 0.5}}
+
+
+def test_the_notify_hop_is_reported_beside_the_raw_smtp_peer_of_one_connection() -> None:
+    from bench.chain_report import results_json
+
+    peers = [{"peer": "aiosmtplib → sink, 4 connection(s)", "mails": 100, "mails_per_s": 2000.0},
+             {"peer": "aiosmtplib → sink, 1 connection(s)", "mails": 100, "mails_per_s": 800.0}]
+    out = results_json({"windows": [], "peers": peers, "hop": None, "notify_hop": {"mails_per_s": 200}})
+    assert out["notify_mails_per_s"] == 200
+    assert out["notify_to_raw_smtp_ratio"] == 0.25
+    assert out["chain"]["notify_hop"] == {"mails_per_s": 200}
