@@ -2,8 +2,9 @@
 
 Pure: records in, differences out. Each rules file is folded over the history as the routing agent folds
 `signals.received` (services.routing.decisions.RoutingDecisions.on_received): per subject key, in offset
-order, the match state is looked up (matching.look_up), the signal is routed (handlers.route_signal) and
-remembered with its body (matching.remember); a redelivered signal the key already remembers is skipped.
+order, the match state is looked up (matching.look_up), the signal is decided (handlers.decide_signal: the
+body and rule handlers.route_signal assigns, without building the event) and remembered with its body
+(matching.remember); a redelivered signal the key already remembers is skipped.
 Each file keeps its own match table, so a file with another match window matches as it would live.
 """
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from services.routing.handlers import route_signal
+from services.routing.handlers import decide_signal
 from services.routing.matching import Seen, look_up, remember
 from services.routing.rules import RuleBook, parse_rulebook
 from shared.events import SignalReceived, UndecodableRecord, decode_event
@@ -70,11 +71,10 @@ class Fold:
         state = look_up(entry, me, window=self.book.window)
         if state.duplicate:
             return None
-        assigned = route_signal(signal, book=self.book, municipality=self.municipality, match=state,
-                                now=signal.received_at)
-        self.subjects[signal.subject_key] = remember(entry, replace(me, body_id=assigned.body_id),
+        _, decision = decide_signal(signal, book=self.book, municipality=self.municipality, match=state)
+        self.subjects[signal.subject_key] = remember(entry, replace(me, body_id=decision.body.id),
                                                      window=self.book.window)
-        return Routed(assigned.body_id, assigned.rule_id, assigned.rule_description)
+        return Routed(decision.body.id, decision.rule_id, decision.description)
 
 
 @dataclass

@@ -41,12 +41,18 @@ def facts_of_handoff(facts: HandOffFacts, urgency: Urgency) -> Facts:
     )
 
 
+def decide_signal(signal: SignalReceived, *, book: RuleBook, municipality: Municipality,
+                  match: MatchState) -> tuple[Facts, Decision]:
+    """The facts of a signal and the rules' decision about it: what route_signal assigns, without the event."""
+    facts = facts_of(signal, match)
+    return facts, book.decide(facts, municipality)
+
+
 def route_signal(
     signal: SignalReceived, *, book: RuleBook, municipality: Municipality, match: MatchState, now: datetime
 ) -> SignalAssigned:
     """The first assignment of a signal by the rules."""
-    facts = facts_of(signal, match)
-    decision = book.decide(facts, municipality)
+    facts, decision = decide_signal(signal, book=book, municipality=municipality, match=match)
     return _assigned(decision, facts, now=now, attempt=1, previous=[], base=dict(
         signal_id=signal.signal_id, reference=signal.reference, partner_id=signal.partner_id,
         summary_sealed=signal.summary_sealed, reporter=signal.reporter, received_at=signal.received_at,

@@ -7,8 +7,10 @@ services.routing.reachability (both build on this module).
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -101,13 +103,15 @@ class Facts:
 
     def value(self, dimension: str) -> str:
         """A fact as a string for the explanation."""
-        raw: dict[str, str | None] = {
-            "category": self.category, "urgency": self.urgency, "partner_kind": self.partner_kind,
-            "school": self.school_brin, "postcode_area": self.postcode_area,
-            "flags": ",".join(sorted(self.flags)), "match": "true" if self.matched else "false",
-            "match_partner_kind": ",".join(sorted(self.match_partner_kinds)),
-        }
-        return raw[dimension] or ""
+        return _FACT_VALUES[dimension](self) or ""
+
+
+_FACT_VALUES: dict[str, Any] = {
+    "category": lambda f: f.category, "urgency": lambda f: f.urgency, "partner_kind": lambda f: f.partner_kind,
+    "school": lambda f: f.school_brin, "postcode_area": lambda f: f.postcode_area,
+    "flags": lambda f: ",".join(sorted(f.flags)), "match": lambda f: "true" if f.matched else "false",
+    "match_partner_kind": lambda f: ",".join(sorted(f.match_partner_kinds)),
+}
 
 
 @dataclass(frozen=True)
@@ -124,23 +128,82 @@ class Rule:
 
     def conditions(self) -> list[str]:
         """The dimensions this rule looks at."""
-        return [name for name, value in self.when.model_dump().items() if value is not None]
+        return list(self._conditions)
+
+    @cached_property
+    def _conditions(self) -> tuple[str, ...]:
+        return tuple(name for name, value in self.when.model_dump().items() if value is not None)
+
+    @cached_property
+    def _compiled(self) -> CompiledWhen:
+        return CompiledWhen.of(self.when)
 
     def holds(self, facts: Facts) -> bool:
-        """Whether every condition holds for these facts."""
-        w = self.when
-        return all((
-            w.category is None or matches_any(w.category, facts.category),
-            w.urgency is None or matches_any(w.urgency, facts.urgency),
-            w.partner_kind is None or matches_any(w.partner_kind, facts.partner_kind),
-            w.school is None or (facts.school_brin is not None and matches_any(w.school, facts.school_brin)),
-            w.postcode_area is None or (facts.postcode_area is not None
-                                        and matches_any(w.postcode_area, facts.postcode_area)),
-            w.flags is None or any(matches_any(w.flags, flag) for flag in facts.flags),
-            w.match is None or w.match == facts.matched,
-            w.match_partner_kind is None
-            or any(matches_any(w.match_partner_kind, k) for k in facts.match_partner_kinds),
-        ))
+        """Whether every condition holds for these facts (the first that fails decides)."""
+        return self._compiled.holds(facts)
+
+
+@dataclass(frozen=True)
+class Patterns:
+    """A list of glob patterns, compiled once: the plain values as a set, the globs as one expression."""
+
+    plain: frozenset[str]
+    globs: re.Pattern[str] | None
+
+    @classmethod
+    def of(cls, patterns: Iterable[str]) -> Patterns:
+        plain, globs = set(), []
+        for pattern in patterns:
+            (globs.append(pattern) if any(c in pattern for c in "*?[") else plain.add(pattern))
+        compiled = re.compile("|".join(fnmatch.translate(g) for g in globs)) if globs else None
+        return cls(frozenset(plain), compiled)
+
+    def matches(self, value: str) -> bool:
+        """What `matches_any(patterns, value)` says."""
+        return value in self.plain or (self.globs is not None and self.globs.match(value) is not None)
+
+    def matches_one_of(self, values: Iterable[str]) -> bool:
+        """Whether any of the values matches."""
+        return any(self.matches(v) for v in values)
+
+
+def _patterns(values: list[str] | None) -> Patterns | None:
+    return None if values is None else Patterns.of(values)
+
+
+@dataclass(frozen=True)
+class CompiledWhen:
+    """A rule's conditions, ready to evaluate; None is a dimension the rule does not look at."""
+
+    category: Patterns | None
+    urgency: Patterns | None
+    partner_kind: Patterns | None
+    school: Patterns | None
+    postcode_area: Patterns | None
+    flags: Patterns | None
+    match: bool | None
+    match_partner_kind: Patterns | None
+
+    @classmethod
+    def of(cls, when: WhenSpec) -> CompiledWhen:
+        return cls(_patterns(when.category), _patterns(when.urgency), _patterns(when.partner_kind),
+                   _patterns(when.school), _patterns(when.postcode_area), _patterns(when.flags), when.match,
+                   _patterns(when.match_partner_kind))
+
+    def holds(self, facts: Facts) -> bool:
+        """Every condition holds (evaluated in order, the first that fails decides); a school or postcode
+        condition never holds for a signal without one."""
+        return ((self.category is None or self.category.matches(facts.category))
+                and (self.urgency is None or self.urgency.matches(facts.urgency))
+                and (self.partner_kind is None or self.partner_kind.matches(facts.partner_kind))
+                and (self.school is None or (facts.school_brin is not None
+                                             and self.school.matches(facts.school_brin)))
+                and (self.postcode_area is None or (facts.postcode_area is not None
+                                                    and self.postcode_area.matches(facts.postcode_area)))
+                and (self.flags is None or self.flags.matches_one_of(facts.flags))
+                and (self.match is None or self.match == facts.matched)
+                and (self.match_partner_kind is None
+                     or self.match_partner_kind.matches_one_of(facts.match_partner_kinds)))
 
 
 @dataclass(frozen=True)
