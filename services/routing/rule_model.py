@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -106,7 +106,7 @@ class Facts:
         return _FACT_VALUES[dimension](self) or ""
 
 
-_FACT_VALUES: dict[str, Any] = {
+_FACT_VALUES: dict[str, Callable[[Facts], str | None]] = {
     "category": lambda f: f.category, "urgency": lambda f: f.urgency, "partner_kind": lambda f: f.partner_kind,
     "school": lambda f: f.school_brin, "postcode_area": lambda f: f.postcode_area,
     "flags": lambda f: ",".join(sorted(f.flags)), "match": lambda f: "true" if f.matched else "false",
@@ -154,7 +154,10 @@ class Patterns:
     def of(cls, patterns: Iterable[str]) -> Patterns:
         plain, globs = set(), []
         for pattern in patterns:
-            (globs.append(pattern) if any(c in pattern for c in "*?[") else plain.add(pattern))
+            if any(c in pattern for c in "*?["):
+                globs.append(pattern)
+            else:
+                plain.add(pattern)
         compiled = re.compile("|".join(fnmatch.translate(g) for g in globs)) if globs else None
         return cls(frozenset(plain), compiled)
 

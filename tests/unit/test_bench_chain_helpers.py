@@ -107,3 +107,10 @@ def test_the_notify_hop_is_reported_beside_the_raw_smtp_peer_of_one_connection()
     assert out["notify_mails_per_s"] == 200
     assert out["notify_to_raw_smtp_ratio"] == 0.25
     assert out["chain"]["notify_hop"] == {"mails_per_s": 200}
+
+
+def test_a_run_without_the_notify_hop_writes_its_keys_as_not_measured() -> None:
+    from bench.chain_report import results_json
+
+    out = results_json({"windows": [], "peers": [], "hop": None})
+    assert out["notify_mails_per_s"] is None and out["notify_to_raw_smtp_ratio"] is None

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import itertools
 
+from services.routing.handlers import decide_signal, route_signal
+from services.routing.matching import MatchState
 from services.routing.rule_model import ALL_FLAGS, Facts, Patterns, Rule, WhenSpec, matches_any
+from services.routing.rules import parse_rulebook
+from shared.municipality import load_municipality
+from shared.settings import REPO_ROOT
+from tests.factories import received_signal
 
 PATTERNS = ["THUIS", "TH*", "*S", "?HUIS", "[TP]*", "[!T]*", "3511", "35[0-4]?", "35*", "", "*", "U[01]",
             "a.b", "a+b", "(x)", "[", "\\d"]
@@ -45,6 +51,7 @@ def _written_rule_holds(when: WhenSpec, facts: Facts) -> bool:
 
 def test_a_rule_holds_exactly_when_every_written_condition_holds() -> None:
     whens = [WhenSpec(), WhenSpec(category=["THUIS"]), WhenSpec(category=["TH*"], partner_kind=["police"]),
+             WhenSpec(partner_kind=["school"]), WhenSpec(partner_kind=["pol*", "wijkteam"]),
              WhenSpec(category=["PEST"]), WhenSpec(school=["12AB"]), WhenSpec(school=["*"]),
              WhenSpec(postcode_area=["35[0-4]?"]), WhenSpec(postcode_area=["358*"]), WhenSpec(flags=["WAP*"]),
              WhenSpec(flags=["MATCH"]), WhenSpec(match=True), WhenSpec(match=False),
@@ -57,3 +64,27 @@ def test_a_rule_holds_exactly_when_every_written_condition_holds() -> None:
     for when, fact in itertools.product(whens, facts):
         rule = Rule("r", "regel", when, "oov")
         assert rule.holds(fact) == _written_rule_holds(when, fact), (when, fact)
+
+
+def test_a_rules_conditions_are_a_new_list_each_time() -> None:
+    rule = Rule("r", "regel", WhenSpec(category=["THUIS"], urgency=["U2"]), "oov")
+    rule.conditions().append("school")  # the explanation appends to it
+    assert rule.conditions() == ["category", "urgency"]
+
+
+def test_deciding_a_signal_gives_the_body_and_rule_its_assignment_names() -> None:
+    municipality = load_municipality(REPO_ROOT / "examples" / "gemeente-voorbeeld.yaml")
+    book = parse_rulebook(municipality)
+    signals = [received_signal(1, namespace="decide", partner="obs-de-linde", kind="school", category="PEST",
+                               school="12AB"),
+               received_signal(2, namespace="decide", partner="politie-basisteam", kind="police", category="THUIS",
+                               postcode="3511"),
+               received_signal(3, namespace="decide", partner="gemeente", kind="municipality", category="ACUUT")]
+    for signal in signals:
+        for match in (MatchState(duplicate=False), MatchState(duplicate=False, new_partner_match=True,
+                                                              partner_kinds=frozenset({"school", "police"}))):
+            _, decision = decide_signal(signal, book=book, municipality=municipality, match=match)
+            assigned = route_signal(signal, book=book, municipality=municipality, match=match,
+                                    now=signal.received_at)
+            assert (decision.body.id, decision.rule_id, decision.description) == (
+                assigned.body_id, assigned.rule_id, assigned.rule_description)
