@@ -6,6 +6,7 @@ from dataclasses import asdict
 from typing import Any
 
 from bench.chain_run import STAGES, Window
+from bench.peers import smtp_peer_name
 from bench.report import print_table
 from bench.results import provenance
 
@@ -54,7 +55,7 @@ def results_json(figures: dict[str, Any]) -> dict[str, Any]:
     # Always written (None when not measured), so a run without the notify hop leaves no older figure behind.
     notify = figures.get("notify_hop")
     mails = notify.get("mails_per_s") if notify else None
-    one = next((p for p in figures["peers"] if p["peer"] == "aiosmtplib → sink, 1 connection(s)"), None)
+    one = next((p for p in figures["peers"] if p["peer"] == smtp_peer_name(1)), None)
     out["notify_mails_per_s"] = mails
     out["notify_to_raw_smtp_ratio"] = (round(mails / one["mails_per_s"], 3)
                                        if mails and one and one["mails_per_s"] else None)

@@ -132,9 +132,14 @@ async def _smtp(port: int, mails: list[bytes], connections: int) -> float:
     return time.perf_counter() - began
 
 
+def smtp_peer_name(connections: int) -> str:
+    """The name the SMTP peer of `connections` connections has in the figures."""
+    return f"aiosmtplib → sink, {connections} connection(s)"
+
+
 def smtp_straight(port: int, *, count: int, connections: int) -> dict[str, Any]:
     """aiosmtplib straight to the sink process over `connections` connections; mails/s (prebuilt bytes)."""
     mails = [sample_mail(i) for i in range(count)]
     took = asyncio.run(_smtp(port, mails, connections))
-    return {"peer": f"aiosmtplib → sink, {connections} connection(s)", "mails": count,
+    return {"peer": smtp_peer_name(connections), "mails": count,
             "mails_per_s": round(count / took, 1), "bytes_per_mail": len(mails[0])}

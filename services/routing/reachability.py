@@ -25,8 +25,8 @@ from services.routing.rule_model import (
     SCHOOL_AF,
     SCHOOL_ZAT,
     URGENCIES,
+    Patterns,
     Rule,
-    matches_any,
 )
 from shared.municipality import Municipality
 from shared.taxonomy import CATEGORIES, PARTNER_KINDS
@@ -54,24 +54,24 @@ def _subsets(values: tuple[str, ...]) -> tuple[frozenset[str], ...]:
 
 def region(rule: Rule, municipality: Municipality, *, narrow: bool = True) -> Region:
     """The signals a rule catches, one value set per dimension; `narrow`: only where its target resolves."""
-    w = rule.when
+    w = rule.compiled
 
-    def pick(patterns: list[str] | None, domain: Iterable[str]) -> frozenset[Any]:
-        return frozenset(v for v in domain if patterns is None or (v not in (NONE, OTHER) and matches_any(patterns, v)))
+    def pick(patterns: Patterns | None, domain: Iterable[str]) -> frozenset[Any]:
+        return frozenset(v for v in domain if patterns is None or (v not in (NONE, OTHER) and patterns.matches(v)))
 
     schools = pick(w.school, (*municipality.schools, OTHER, NONE))
-    if w.school is not None and any(c in p for p in w.school for c in "*?["):
+    if w.school is not None and w.school.globs is not None:
         schools |= {(OTHER, rule.id)}  # a glob may match BRINs the file does not know: only "any BRIN" covers it
     result: Region = {
         "category": pick(w.category, CATEGORIES), "urgency": pick(w.urgency, URGENCIES),
         "partner_kind": pick(w.partner_kind, PARTNER_KINDS), "school": schools,
         "postcode_area": pick(w.postcode_area, (*POSTCODES, NONE)),
         "flags": frozenset(s for s in _subsets(ALL_FLAGS)
-                           if (w.flags is None or any(matches_any(w.flags, f) for f in s))
+                           if (w.flags is None or w.flags.matches_one_of(s))
                            and (w.match is None or w.match == ("MATCH" in s))),
         "match_partner_kind": frozenset(
             s for s in _subsets(PARTNER_KINDS)
-            if w.match_partner_kind is None or any(matches_any(w.match_partner_kind, k) for k in s)
+            if w.match_partner_kind is None or w.match_partner_kind.matches_one_of(s)
         ),
     }
     if narrow and rule.target in (SCHOOL_ZAT, SCHOOL_AF):

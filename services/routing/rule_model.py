@@ -135,12 +135,13 @@ class Rule:
         return tuple(name for name, value in self.when.model_dump().items() if value is not None)
 
     @cached_property
-    def _compiled(self) -> CompiledWhen:
+    def compiled(self) -> CompiledWhen:
+        """The conditions ready to evaluate (compiled on first use)."""
         return CompiledWhen.of(self.when)
 
     def holds(self, facts: Facts) -> bool:
         """Whether every condition holds for these facts (the first that fails decides)."""
-        return self._compiled.holds(facts)
+        return self.compiled.holds(facts)
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ class Patterns:
     def of(cls, patterns: Iterable[str]) -> Patterns:
         plain, globs = set(), []
         for pattern in patterns:
-            if any(c in pattern for c in "*?["):
+            if is_glob(pattern):
                 globs.append(pattern)
             else:
                 plain.add(pattern)
@@ -162,7 +163,7 @@ class Patterns:
         return cls(frozenset(plain), compiled)
 
     def matches(self, value: str) -> bool:
-        """What `matches_any(patterns, value)` says."""
+        """Whether the value matches any of the patterns (as fnmatch.fnmatchcase matches one)."""
         return value in self.plain or (self.globs is not None and self.globs.match(value) is not None)
 
     def matches_one_of(self, values: Iterable[str]) -> bool:
@@ -220,6 +221,6 @@ class Decision:
     inform: tuple[Body, ...] = ()
 
 
-def matches_any(patterns: Iterable[str], value: str) -> bool:
-    """Whether a value matches any of the glob patterns."""
-    return any(fnmatch.fnmatchcase(value, p) for p in patterns)
+def is_glob(pattern: str) -> bool:
+    """Whether a pattern has a wildcard or a character class (fnmatch's special characters)."""
+    return any(c in pattern for c in "*?[")

@@ -8,7 +8,6 @@ whose target exists for the signal wins; `default` is required and catches the r
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,11 +29,12 @@ from services.routing.rule_model import (  # noqa: F401 - the model is also reac
     Decision,
     DefaultSpec,
     Facts,
+    Patterns,
     RoutingSpec,
     Rule,
     RuleSpec,
     WhenSpec,
-    matches_any,
+    is_glob,
 )
 from shared.events import Route
 from shared.municipality import Body, ConfigError, Municipality
@@ -224,9 +224,9 @@ def _check_patterns(when: WhenSpec, municipality: Municipality, line: Any) -> li
             where = line(dimension, j)
             if not pattern or not _GLOB_OK.match(pattern):
                 problems.append((where, f"bad pattern {pattern!r} for {dimension}"))
-            elif dimension == "school" and not any(c in pattern for c in "*?[") and pattern not in domain:
+            elif dimension == "school" and not is_glob(pattern) and pattern not in domain:
                 problems.append((where, f"unknown school {pattern!r}"))
-            elif not any(fnmatch.fnmatchcase(v, pattern) for v in domain):
+            elif not Patterns.of([pattern]).matches_one_of(domain):
                 problems.append((where, f"bad pattern {pattern!r}: matches no known {dimension} value"))
     return problems
 
