@@ -226,3 +226,21 @@ def test_content_type_is_found_in_either_form_of_kafka_headers() -> None:
     assert content_type_of([("Content-Type", b"application/json"), ("x", b"y")]) == "application/json"
     assert content_type_of({"content-type": b"a/b"}) == "a/b"
     assert content_type_of(None) is None and content_type_of([("ce_type", b"x")]) is None
+
+
+def test_the_services_own_lines_are_one_json_object_each_with_level_logger_and_service(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(service="test", log_format="json", level="INFO")
+    log = structlog.get_logger("services.example")
+    log.debug("below_the_level", signal_id="s-0")
+    log.info("signal_seen", signal_id="s-1", note="mail a@b.nl", bodies=["zat-12ab"])
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError as exc:
+        log.critical("worker_stopping", error="RuntimeError", exc_info=exc)
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [line["event"] for line in lines] == ["signal_seen", "worker_stopping"]
+    seen, stopping = lines
+    assert seen["level"] == "info" and seen["logger"] == "services.example" and seen["service"] == "test"
+    assert seen["signal_id"] == "s-1" and seen["bodies"] == ["zat-12ab"] and "a@b.nl" not in seen["note"]
+    assert stopping["level"] == "critical" and "RuntimeError: boom" in stopping["exception"]
