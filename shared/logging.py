@@ -8,6 +8,7 @@ uvicorn log through stdlib; their records pass the same processors and renderer 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -66,7 +67,11 @@ def _named_stderr_logger(*args: Any) -> NamedStderrLogger:
 
 
 def _orjson_dumps(value: Any, **_: Any) -> str:
-    return orjson.dumps(value, default=str).decode()
+    """orjson where it can; what it refuses (a key that is not a string, an int past 64 bits) goes to json."""
+    try:
+        return orjson.dumps(value, default=str).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value, default=str)
 
 
 def _processors() -> list[Any]:

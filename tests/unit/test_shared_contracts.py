@@ -244,3 +244,10 @@ def test_the_services_own_lines_are_one_json_object_each_with_level_logger_and_s
     assert seen["level"] == "info" and seen["logger"] == "services.example" and seen["service"] == "test"
     assert seen["signal_id"] == "s-1" and seen["bodies"] == ["zat-12ab"] and "a@b.nl" not in seen["note"]
     assert stopping["level"] == "critical" and "RuntimeError: boom" in stopping["exception"]
+
+
+def test_a_value_orjson_refuses_still_makes_a_line(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(service="test", log_format="json", level="INFO")
+    structlog.get_logger("services.example").info("odd_values", counts={1: 2}, big=2**70)
+    line = json.loads(capsys.readouterr().err)
+    assert line["counts"] == {"1": 2} and line["big"] == 2**70
