@@ -8,6 +8,7 @@ uvicorn log through stdlib; their records pass the same processors and renderer 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -47,7 +48,7 @@ def redact_personal_data(_: Any, __: str, event_dict: dict[str, Any]) -> dict[st
 class NamedStderrLogger:
     """structlog's WriteLogger with a name (for add_logger_name); writes and flushes one line on stderr."""
 
-    _lock = threading.Lock()
+    _lock = threading.RLock()  # re-entrant, as stdlib's handler lock: a line from a signal handler cannot deadlock
 
     def __init__(self, name: str | None = None, stream: TextIO | None = None) -> None:
         self.name = name or "root"
@@ -56,8 +57,11 @@ class NamedStderrLogger:
     def msg(self, message: str) -> None:
         stream = self._stream or sys.stderr  # looked up per line, so a redirected stderr is honoured
         with self._lock:
-            stream.write(message + "\n")
-            stream.flush()
+            # As stdlib's handler: a log call never fails the code that made it. The stream itself failed (a
+            # closed pipe, a full disk), so there is nowhere to say so.
+            with contextlib.suppress(Exception):
+                stream.write(message + "\n")
+                stream.flush()
 
     log = debug = info = warn = warning = error = critical = exception = fatal = msg
 
@@ -66,12 +70,23 @@ def _named_stderr_logger(*args: Any) -> NamedStderrLogger:
     return NamedStderrLogger(args[0] if args and isinstance(args[0], str) else None)
 
 
-def _orjson_dumps(value: Any, **_: Any) -> str:
-    """orjson where it can; what it refuses (a key that is not a string, an int past 64 bits) goes to json."""
+_LINE_ESSENTIALS = ("event", "level", "logger", "timestamp", "service")
+
+
+def _orjson_dumps(value: dict[str, Any], **kw: Any) -> str:
+    """One JSON line, whatever the values: orjson where it can, json for what orjson refuses (a key that is not
+    a string, an int past 64 bits), and the line's essentials when even json fails (a circular value, a __repr__
+    that raises). A value JSON has no form for becomes structlog's fallback (__structlog__, else repr)."""
+    default = kw.get("default", repr)
     try:
-        return orjson.dumps(value, default=str).decode()
-    except orjson.JSONEncodeError:
-        return json.dumps(value, default=str)
+        return orjson.dumps(value, default=default).decode()
+    except TypeError:  # orjson.JSONEncodeError is a TypeError, and orjson raises nothing else
+        pass
+    try:
+        return json.dumps(value, default=default)
+    except Exception as exc:  # a log call never fails the code that made it
+        return json.dumps({key: str(value.get(key, "")) for key in _LINE_ESSENTIALS}
+                          | {"log_render_error": type(exc).__name__})
 
 
 def _processors() -> list[Any]:

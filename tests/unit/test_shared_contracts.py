@@ -127,6 +127,8 @@ def test_the_configured_logger_redacts_stdlib_records_too(capsys: pytest.Capture
     err = capsys.readouterr().err
     assert "111222333" not in err
     assert "s-9" in err
+    stdlib_line = next(json.loads(line) for line in err.splitlines() if "lost contact" in line)
+    assert stdlib_line["logger"] == "aiokafka" and stdlib_line["event"] == "lost contact with [nummer]"
 
 
 def test_the_example_municipality_loads_with_all_bodies() -> None:
@@ -251,3 +253,35 @@ def test_a_value_orjson_refuses_still_makes_a_line(capsys: pytest.CaptureFixture
     structlog.get_logger("services.example").info("odd_values", counts={1: 2}, big=2**70)
     line = json.loads(capsys.readouterr().err)
     assert line["counts"] == {"1": 2} and line["big"] == 2**70
+
+
+class _Circular(list[object]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.append(self)
+
+
+def test_a_value_no_json_can_hold_still_makes_a_line_and_an_exception_keeps_its_type(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(service="test", log_format="json", level="INFO")
+    log = structlog.get_logger("services.example")
+    log.info("circular", signal_id="s-1", loop=_Circular())
+    log.info("with_error", error=KeyError())
+    circular, with_error = (json.loads(line) for line in capsys.readouterr().err.splitlines())
+    assert circular["event"] == "circular" and circular["logger"] == "services.example"
+    assert circular["log_render_error"] == "ValueError"
+    assert with_error["error"] == "KeyError()"
+
+
+class _BrokenStream:
+    def write(self, _: str) -> int:
+        raise BrokenPipeError
+
+    def flush(self) -> None:
+        raise BrokenPipeError
+
+
+def test_a_failing_stderr_does_not_fail_the_code_that_logs(monkeypatch: pytest.MonkeyPatch) -> None:
+    configure_logging(service="test", log_format="json", level="INFO")
+    monkeypatch.setattr("sys.stderr", _BrokenStream())
+    structlog.get_logger("services.example").info("signal_seen", signal_id="s-1")
