@@ -14,7 +14,7 @@ import logging
 import re
 import sys
 import threading
-from typing import Any, TextIO
+from typing import Any
 
 import orjson
 import structlog
@@ -50,12 +50,11 @@ class NamedStderrLogger:
 
     _lock = threading.RLock()  # re-entrant, as stdlib's handler lock: a line from a signal handler cannot deadlock
 
-    def __init__(self, name: str | None = None, stream: TextIO | None = None) -> None:
+    def __init__(self, name: str | None = None) -> None:
         self.name = name or "root"
-        self._stream = stream
 
     def msg(self, message: str) -> None:
-        stream = self._stream or sys.stderr  # looked up per line, so a redirected stderr is honoured
+        stream = sys.stderr  # looked up per line, so a redirected stderr is honoured
         with self._lock:
             # As stdlib's handler: a log call never fails the code that made it. The stream itself failed (a
             # closed pipe, a full disk), so there is nowhere to say so.
