@@ -7,6 +7,7 @@ import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -146,6 +147,14 @@ class Municipality:
                 if hmac.compare_digest(candidate, stored):
                     found = partner
         return found
+
+    @cached_property
+    def partner_ids_by_contact_email(self) -> dict[str, frozenset[str]]:
+        """The partners whose contact a (lower-case) address is: notify asks this for every mail."""
+        found: dict[str, set[str]] = {}
+        for partner in self.partners.values():
+            found.setdefault(str(partner.contact.email).lower(), set()).add(partner.id)
+        return {address: frozenset(ids) for address, ids in found.items()}
 
     def roles_of_person(self, email: str, partner_id: str) -> dict[str, str]:
         """The bodies a person acts for, with the role: the file lists them among the body's contacts and their

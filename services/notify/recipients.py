@@ -82,8 +82,7 @@ def prefers_digest(recipient: Recipient, body_id: str | None, municipality: Muni
     asked for a daily digest."""
     body = municipality.bodies.get(body_id) if body_id else None
     owners = {pid for pid in (body.partner_ids if body else ()) if pid in municipality.partners}
-    address = recipient.email.lower()
-    owners |= {p.id for p in municipality.partners.values() if str(p.contact.email).lower() == address}
+    owners |= municipality.partner_ids_by_contact_email.get(recipient.email.lower(), frozenset())
     return bool(owners) and all(municipality.partners[p].mail_preference == "daily_digest" for p in owners)
 
 

@@ -22,7 +22,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 _LINE_ENDINGS = re.compile(rb"\r\n|\r|\n")
-_LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -42,11 +41,20 @@ class ReplyError(Exception):
 
 
 def content_for_data(data: bytes) -> bytes:
-    """Message bytes as DATA carries them: CRLF line ends, leading dots doubled, the final '.' line."""
-    data = _LINE_ENDINGS.sub(b"\r\n", data)
+    """Message bytes as DATA carries them: CRLF line ends, leading dots doubled, the final '.' line.
+
+    Notify's own messages already end their lines in CRLF (services.notify.mime), so the regular expression
+    runs only for bytes with a bare CR or LF; after it, every line but the first begins after a CRLF.
+    """
+    crlf = data.count(b"\r\n")
+    if data.count(b"\r") != crlf or data.count(b"\n") != crlf:
+        data = _LINE_ENDINGS.sub(b"\r\n", data)
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
-    return _LEADING_DOT.sub(b"..", data) + b".\r\n"
+    data = data.replace(b"\r\n.", b"\r\n..")
+    if data.startswith(b"."):
+        data = b"." + data
+    return data + b".\r\n"
 
 
 def _address(value: str) -> str:

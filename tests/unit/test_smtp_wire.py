@@ -7,6 +7,8 @@ that waited for the reply to MAIL FROM before sending RCPT TO would never get a 
 from __future__ import annotations
 
 import asyncio
+import random
+import re
 
 import pytest
 
@@ -16,6 +18,19 @@ from services.notify.smtp_wire import ReplyError, SmtpConnection, content_for_da
 def test_data_content_gets_crlf_line_ends_doubled_leading_dots_and_the_final_dot() -> None:
     assert content_for_data(b"a\n.b\r\n..c\rd") == b"a\r\n..b\r\n...c\r\nd\r\n.\r\n"
     assert content_for_data(b".\r\n") == b"..\r\n.\r\n"
+
+
+def test_data_content_is_what_the_line_by_line_rules_give_for_any_mix_of_line_ends_and_dots() -> None:
+    def by_the_rules(data: bytes) -> bytes:  # the definition: every line ending CRLF, a line's leading dot doubled
+        lines = re.split(rb"\r\n|\r|\n", data)
+        if len(lines) > 1 and lines[-1] == b"":  # a final line end ends the last line; empty data is one line
+            lines.pop()
+        return b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n" for line in lines) + b".\r\n"
+
+    chooser = random.Random(20261202)
+    for _ in range(20_000):
+        data = bytes(chooser.choice(b"a.\r\n") for _ in range(chooser.randrange(0, 12)))
+        assert content_for_data(data) == by_the_rules(data), data
 
 
 async def _scripted_server(*, offer_pipelining: bool, refuse_rcpt: bool = False) -> tuple[asyncio.Server, list[bytes]]:
