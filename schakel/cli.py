@@ -122,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_optional("schakel.partners_cli", sub)
     _add_optional("schakel.audit_cli", sub)
     _add_optional("schakel.privacy_cli", sub)
+    _add_optional("schakel.repair_cli", sub)
     return parser
 
 

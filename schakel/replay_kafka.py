@@ -18,11 +18,13 @@ class HistoryError(RuntimeError):
 
 @dataclass(frozen=True)
 class Record:
-    """One record's place and value."""
+    """One record's place, value, key and headers."""
 
     partition: int
     offset: int
     value: bytes | None
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,8 @@ class TopicReader:
             batch: list[Record] = []
             for tp, records in fetched.items():
                 stop = end[tp.partition]
-                batch.extend(Record(tp.partition, r.offset, r.value) for r in records if r.offset < stop)
+                batch.extend(Record(tp.partition, r.offset, r.value, r.key, tuple(r.headers or ()))
+                             for r in records if r.offset < stop)
             if batch:
                 last_progress = time.monotonic()
                 yield batch

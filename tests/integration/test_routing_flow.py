@@ -250,3 +250,39 @@ def test_replaying_signals_received_into_a_fresh_consumer_group_gives_the_same_a
     matches_after = read_all(fresh_kafka.bootstrap, "signals.matched")
     assert len(matches_after) == 2 * len(matches_before)
     assert {e.id for _, e, _ in matches_after} == {e.id for _, e, _ in matches_before}
+
+
+def test_a_rejection_stranded_without_facts_is_handed_on_by_the_repair_and_only_once(
+        routing: Routing, capsys: pytest.CaptureFixture[str]) -> None:
+    from schakel.cli import main
+
+    s = signal(20, bsn="111222333", partner="obs-de-linde", kind="school", category="KLAS", school="12AB",
+               postcode="3511")
+    routing.send("signals.received", s.subject_key, s, received_event_id(s))
+    first = wait_until(routing.assigned, timeout=30, message="first assignment")[0]
+    # As an old feedback worker wrote it (ADR 0023's upgrade gap): no facts, and routing kept no assignment.
+    legacy = rejection(first).model_copy(update={"handoff": None, "received_at": None})
+    routing.send("signals.lifecycle", s.signal_id, legacy, deterministic_id("rej", s.signal_id, "1"))
+    bootstrap = routing.broker.bootstrap
+    dead = wait_until(lambda: read_all(bootstrap, "signals.received.dlq"), timeout=30, message="dead letter")
+    assert [e.id for _, e, _ in dead] == [deterministic_id("rej", s.signal_id, "1")]
+
+    assert main(["repair", "handoffs", "--bootstrap", bootstrap, "--dry-run"]) == 0
+    assert "1 would republish" in capsys.readouterr().out
+    time.sleep(2.0)
+    assert [a.attempt for a in routing.assigned()] == [1]  # a dry run writes nothing
+
+    assert main(["repair", "handoffs", "--bootstrap", bootstrap]) == 0
+    assert "1 republished" in capsys.readouterr().out
+    second = wait_until(lambda: [a for a in routing.assigned() if a.attempt == 2], timeout=30, message="attempt 2")[0]
+    assert (second.body_id, second.previous_body_ids, second.received_at) == (
+        "wijkteam-centrum", ["zat-12ab"], first.received_at)
+    republished = [e for _, e, d in read_all(bootstrap, "signals.lifecycle") if d.signal_id == s.signal_id]
+    assert [e.id for e in republished] == [deterministic_id("rej", s.signal_id, "1")] * 2  # a redelivery for others
+    audit = [d for _, _, d in read_all(bootstrap, "audit.log") if d.action == "repair_handoff"]
+    assert [(a.signal_id, a.actor_partner_id) for a in audit] == [(s.signal_id, "operator")]
+
+    assert main(["repair", "handoffs", "--bootstrap", bootstrap]) == 0  # again: nothing more happens
+    assert "0 republished, 1 handed on already" in capsys.readouterr().out
+    time.sleep(2.0)
+    assert [a.attempt for a in routing.assigned()] == [1, 2]

@@ -1,0 +1,119 @@
+"""`schakel repair handoffs`: hand on the signals whose rejection came without the facts routing needs (ADR 0023).
+
+    schakel repair handoffs --dry-run     # what would happen, nothing written
+    schakel repair handoffs               # republish every stranded rejection whose assignment is found
+
+Reads signals.lifecycle for rejections without facts (those an old feedback worker wrote, dead-lettered by
+routing as `rejection_without_assignment` or parked by the release before), then signals.assigned for the
+assignments they rejected (throw-away consumers, no group, nothing committed), and publishes each rejection
+that was not handed on again on signals.lifecycle with the assignment's facts (schakel.handoff_repair).
+Running it twice is harmless: a signal handed on since is listed as such and left alone. Each republished
+rejection is audited (action `repair_handoff`, actor `operator`). Exit code: 0 when nothing is left to do by
+hand, 1 when a rejection's assignment is no longer on signals.assigned (the coordinator takes that signal up),
+2 when the topics could not be read or written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import uuid
+from typing import TextIO
+
+from schakel.handoff_repair import Assignments, Lifecycle, Repair, Verdict, decide
+from schakel.progress import progress_bar
+from schakel.replay_kafka import HistoryError, TopicReader
+from shared.events import CLOUDEVENT_HEADERS, AuditRecorded, encode_event, make_event, source_urn, utcnow
+from shared.settings import Settings
+from shared.topics import AUDIT_LOG, SIGNALS_ASSIGNED, SIGNALS_LIFECYCLE
+
+SEND_TIMEOUT_S = 30.0
+
+
+def find_repairs(bootstrap: str) -> list[Repair]:
+    """The verdict on every rejection without facts on signals.lifecycle (reads two topics, writes nothing)."""
+    lifecycle = Lifecycle()
+    with progress_bar("reading") as progress:
+        with TopicReader(bootstrap, SIGNALS_LIFECYCLE.name) as reader:
+            task = progress.add_task(SIGNALS_LIFECYCLE.name, total=reader.history.total)
+            for batch in reader.batches():
+                for record in batch:
+                    lifecycle.add(record)
+                progress.advance(task, len(batch))
+        if not lifecycle.stranded:
+            return []
+        assignments = Assignments(wanted=lifecycle.signal_ids)
+        with TopicReader(bootstrap, SIGNALS_ASSIGNED.name) as reader:
+            task = progress.add_task(SIGNALS_ASSIGNED.name, total=reader.history.total)
+            for batch in reader.batches():
+                for record in batch:
+                    assignments.add(record)
+                progress.advance(task, len(batch))
+    return decide(lifecycle, assignments)
+
+
+def republish(bootstrap: str, repairs: list[Repair]) -> int:
+    """Publish the repaired rejections and their audit records; wait until the broker has every one."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", retries=5)
+    try:
+        sent = []
+        for repair in repairs:
+            if repair.value is None:
+                continue
+            key = repair.signal_id.encode()
+            sent.append(producer.send(SIGNALS_LIFECYCLE.name, key=key, value=repair.value,
+                                      headers=list(CLOUDEVENT_HEADERS)))
+            audit = AuditRecorded(audit_id=str(uuid.uuid4()), signal_id=repair.signal_id, actor_partner_id="operator",
+                                  on_behalf_of="operator", action="repair_handoff", outcome="allowed",
+                                  service="schakel-cli", at=utcnow())
+            event = make_event(audit, source=source_urn("cli"), subject=repair.signal_id, event_id=audit.audit_id)
+            sent.append(producer.send(AUDIT_LOG.name, key=key, value=encode_event(event),
+                                      headers=list(CLOUDEVENT_HEADERS)))
+        for future in sent:
+            future.get(timeout=SEND_TIMEOUT_S)
+        return sum(1 for r in repairs if r.value is not None)
+    finally:
+        producer.close()
+
+
+def report(repairs: list[Repair], *, dry_run: bool, out: TextIO) -> None:
+    """One line per stranded rejection (ids and bodies only: nothing about the child), then the counts."""
+    done = {Verdict.REPUBLISH: "would republish" if dry_run else "republished", Verdict.HANDED_ON: "handed on already",
+            Verdict.ERASED: "erased", Verdict.NO_ASSIGNMENT: "NO ASSIGNMENT: take it up by hand"}
+    for repair in repairs:
+        r = repair.stranded.rejection
+        out.write(f"{r.signal_id}  attempt {r.attempt}  rejected by {r.body_id}  (signals.lifecycle "
+                  f"{repair.stranded.partition}:{repair.stranded.offset})  {done[repair.verdict]}\n")
+    counts = {verdict: sum(1 for r in repairs if r.verdict is verdict) for verdict in Verdict}
+    out.write(f"rejections without facts: {len(repairs)}; {counts[Verdict.REPUBLISH]} {done[Verdict.REPUBLISH]}, "
+              f"{counts[Verdict.HANDED_ON]} handed on already, {counts[Verdict.ERASED]} erased, "
+              f"{counts[Verdict.NO_ASSIGNMENT]} without assignment\n")
+
+
+def handoffs(args: argparse.Namespace, *, out: TextIO = sys.stdout) -> int:
+    """Find, report and (unless --dry-run) republish; the exit code says what is left."""
+    from kafka.errors import KafkaError
+
+    bootstrap = args.bootstrap or Settings().kafka_bootstrap
+    try:
+        repairs = find_repairs(bootstrap)
+        if not args.dry_run:
+            republish(bootstrap, repairs)
+    except (HistoryError, KafkaError, OSError) as exc:
+        print(f"cannot repair: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    report(repairs, dry_run=args.dry_run, out=out)
+    return 1 if any(r.verdict is Verdict.NO_ASSIGNMENT for r in repairs) else 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register `schakel repair handoffs`."""
+    repair = sub.add_parser("repair", help="mend what an upgrade left behind")
+    actions = repair.add_subparsers(dest="repair_action", required=True)
+    hand = actions.add_parser("handoffs", help="republish rejections that came without the facts routing needs "
+                                               "(dead letters rejection_without_assignment), with them (ADR 0023)")
+    hand.add_argument("--bootstrap", help="Kafka bootstrap servers (default: SCHAKEL_KAFKA_BOOTSTRAP)")
+    hand.add_argument("--dry-run", action="store_true", help="report only; write nothing")
+    hand.set_defaults(func=handoffs)
