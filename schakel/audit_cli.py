@@ -86,8 +86,9 @@ def _line(raw: bytes | None) -> dict[str, Any] | None:
     return {"id": event["id"], "time": event["time"], **event["data"]}
 
 
-def export(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def export(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Write the selected audit records as JSON lines and audit the export itself."""
+    out = sys.stdout if out is None else out  # looked up per call: a default bound at import outlives a redirect
     settings = Settings()
     since = _instant(args.since) if args.since else None
     until = _instant(args.until) if args.until else None

@@ -83,8 +83,9 @@ def _subject(args: argparse.Namespace, settings: Settings) -> str:
                            subject=args.subject)
 
 
-def erase_command(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def erase_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Erase one child; prints the erasure id and how many keys were destroyed (never the BSN)."""
+    out = sys.stdout if out is None else out  # looked up per call: a default bound at import outlives a redirect
     settings = Settings()
     try:
         subject = _subject(args, settings)
@@ -104,8 +105,9 @@ def erase_command(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     return 0
 
 
-def export_command(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def export_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Write the inzage document of one child as JSON, and audit the export."""
+    out = sys.stdout if out is None else out  # looked up per call: a default bound at import outlives a redirect
     from schakel.inzage import assemble
 
     settings = Settings()

@@ -92,8 +92,9 @@ def report(repairs: list[Repair], *, dry_run: bool, out: TextIO) -> None:
               f"{counts[Verdict.NO_ASSIGNMENT]} without assignment\n")
 
 
-def handoffs(args: argparse.Namespace, *, out: TextIO = sys.stdout) -> int:
+def handoffs(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
     """Find, report and (unless --dry-run) republish; the exit code says what is left."""
+    out = sys.stdout if out is None else out  # looked up per call: a default bound at import outlives a redirect
     from kafka.errors import KafkaError
 
     bootstrap = args.bootstrap or Settings().kafka_bootstrap
