@@ -17,11 +17,13 @@ named below. What is changed (docs/decisions/0011, 0014):
    (faust's guard `> 1` let a run starting one past it through); acks of a message from an earlier
    consumer generation (skipped by the stream after a rebalance, read again after the seek) do not count.
 
-4. Stream consumers wait at most STREAM_FETCH_MAX_WAIT_MS (100 ms) for a fetch, not faust's fixed 1,500 ms.
+4. Stream consumers wait at most STREAM_FETCH_MAX_WAIT_MS (50 ms) for a fetch, not faust's fixed 1,500 ms.
    aiokafka keeps one fetch in flight per broker and leaves partitions with unconsumed records out of it;
    when only idle partitions were left in it (under load, every busy partition still had records buffered),
    the broker held that fetch for the whole wait and every busy partition behind it stalled: notify took
-   records 1.5 s late in bursts, p99 of the e-mails 2.7 s at 100 signals/s (docs/benchmarks.md).
+   records 1.5 s late in bursts, p99 of the e-mails 2.7 s at 100 signals/s (docs/benchmarks.md). Within that
+   wait a fetch gathers up to STREAM_FETCH_MIN_BYTES (64 KiB) instead of returning with the first record:
+   at 50 signals/s a fetch per record or two cost the services a quarter of their CPU (ADR 0024).
 
 Also here, because they read faust's internals: the current event for table writes made after a batch
 (faust picks a changelog partition from it), a table write that hands back its changelog record's future
@@ -49,7 +51,8 @@ from faust.utils.functional import consecutive_numbers
 from shared.offset_continuity import Gap, GapOutcome, OffsetContinuity
 
 log = structlog.get_logger(__name__)
-STREAM_FETCH_MAX_WAIT_MS = 100
+STREAM_FETCH_MAX_WAIT_MS = 50
+STREAM_FETCH_MIN_BYTES = 64 * 1024
 _create_worker_consumer = AIOKafkaConsumerThread._create_worker_consumer
 FAUST_VERSION = "0.15.3"
 GapListener = Callable[[Gap], None]
@@ -287,9 +290,10 @@ async def _resume_streams(self: Any, generation_id: int = 0) -> None:
 
 
 def create_worker_consumer(self: Any, transport: Any) -> Any:
-    """faust's stream consumer, with a fetch wait short enough that no busy partition waits behind idle ones."""
+    """faust's stream consumer: fetches that gather a few milliseconds of records, never wait behind idle ones."""
     consumer = _create_worker_consumer(self, transport)
     consumer._fetch_max_wait_ms = STREAM_FETCH_MAX_WAIT_MS
+    consumer._fetch_min_bytes = STREAM_FETCH_MIN_BYTES
     return consumer
 
 
