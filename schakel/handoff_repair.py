@@ -8,10 +8,14 @@ rejected assignment has them all (`HandOffFacts.of`). The repair publishes the r
 the same event id and time, so routing hands the signal on as it would have, and every other consumer of
 signals.lifecycle sees a redelivery of an event it has already handled.
 
-Which rejections: every rejection on signals.lifecycle without facts whose signal was not assigned again
-afterwards and not erased. That covers the dead-lettered and the parked ones alike (both are on
-signals.lifecycle), and a rejection routing did hand on (from the assignment it kept) is recognised by the
-later assignment. This module decides, without I/O; schakel.repair_cli reads the topics and publishes.
+Which rejections: every rejection on signals.lifecycle without facts (one per signal and attempt) whose
+signal was not assigned again afterwards, not erased or asked to be erased (signals.lifecycle and
+privacy.erasures), and not moved on since (withdrawn, closed or reopened by a person after the rejection: left
+alone). That covers the dead-lettered and the parked ones alike (both are on signals.lifecycle), and a
+rejection routing did hand on (from the assignment it kept) is recognised by the later assignment. A copy with
+facts already on the topic (an earlier repair that routing has not handled yet) is not published again. The
+facts come from the first assignment of the rejected attempt, and only when it names the body that rejected.
+This module decides, without I/O; schakel.repair_cli reads the topics and publishes.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from shared.events import (
     LifecycleChange,
     SignalAssigned,
     SignalErased,
+    SignalErasureRequested,
     SignalLifecycleChanged,
+    SubjectErased,
     UndecodableRecord,
     content_type_of,
     decode_as,
@@ -35,6 +41,9 @@ from shared.events import (
 )
 
 ERASED_TYPE = SignalErased.model_fields["event_type"].default.encode()
+ERASURE_REQUESTED_TYPE = SignalErasureRequested.model_fields["event_type"].default.encode()
+# Changes after a rejection that mean a person took the signal up (a regie choice changes no status).
+MOVES_ON = frozenset(LifecycleChange) - {LifecycleChange.REJECTED, LifecycleChange.REGIE}
 
 
 class Verdict(StrEnum):
@@ -43,7 +52,10 @@ class Verdict(StrEnum):
     REPUBLISH = "republish"  # not handed on, and its assignment was found: it goes out again with the facts
     HANDED_ON = "handed_on"  # a later assignment exists (routing had the facts, or an earlier repair): nothing to do
     ERASED = "erased"  # the signal was erased since: nothing of it goes anywhere again
+    PENDING = "pending"  # a copy with the facts is on signals.lifecycle already; routing has yet to hand it on
+    MOVED_ON = "moved_on"  # withdrawn, closed or reopened after the rejection: left as it is
     NO_ASSIGNMENT = "no_assignment"  # signals.assigned no longer has it: the coordinator takes it up by hand
+    BODY_MISMATCH = "body_mismatch"  # the attempt's assignment names another body: the coordinator looks
 
 
 @dataclass(frozen=True)
@@ -72,28 +84,62 @@ class Repair:
 
 @dataclass
 class Lifecycle:
-    """What signals.lifecycle says: the rejections without facts (one per event) and the erased signals."""
+    """What signals.lifecycle says: the rejections without facts, what came after them, the erased signals."""
 
-    stranded: dict[str, Stranded] = field(default_factory=dict)  # by event id: a redelivery counts once
+    stranded: dict[tuple[str, int], Stranded] = field(default_factory=dict)  # by (signal, attempt): first one
     erased: set[str] = field(default_factory=set)
+    pending: set[tuple[str, int]] = field(default_factory=set)  # a copy with facts of the stranded rejection
+    # (signal, attempt) of a kept rejection → the first change a person made after it
+    moved_on: dict[tuple[str, int], LifecycleChange] = field(default_factory=dict)
     unreadable: int = 0
+    _stranded_keys: set[bytes] = field(default_factory=set)
+    _slots: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # signal → its kept rejections
 
     def add(self, record: Record) -> None:
-        """Keep a rejection without facts, or note an erasure; anything else is not decoded at all."""
+        """Keep a rejection without facts, note an erasure or what followed a kept rejection; skip the rest.
+
+        A signal's lifecycle records share its key and so its partition, read in offset order: whatever comes
+        after a kept rejection under the same key came after it.
+        """
         value = record.value or b""
-        # A cheap test first: most lifecycle records are neither (a rejection's JSON says "rejected").
-        if b'"rejected"' not in value and ERASED_TYPE not in value:
+        later = record.key is not None and record.key in self._stranded_keys
+        # A cheap test first: most lifecycle records are none of these (a rejection's JSON says "rejected").
+        if not later and b'"rejected"' not in value and ERASED_TYPE not in value \
+                and ERASURE_REQUESTED_TYPE not in value:
             return
         try:
             envelope, data = decode_event(record.value, content_type=content_type_of(record.headers))
         except UndecodableRecord:
             self.unreadable += 1  # dead-lettered by its consumers long ago; not a rejection the repair can use
             return
-        if isinstance(data, SignalErased):
+        if isinstance(data, SignalErased | SignalErasureRequested):
             self.erased.add(data.signal_id)
-        elif (isinstance(data, SignalLifecycleChanged) and data.change is LifecycleChange.REJECTED
-              and data.handoff is None):
-            self.stranded.setdefault(envelope.id, Stranded(record.partition, record.offset, envelope, data))
+        elif isinstance(data, SignalLifecycleChanged):
+            self._lifecycle(record, envelope, data)
+
+    def _lifecycle(self, record: Record, envelope: CloudEvent, data: SignalLifecycleChanged) -> None:
+        slot = (data.signal_id, data.attempt)
+        kept = self.stranded.get(slot)
+        if data.change is LifecycleChange.REJECTED:
+            if kept is None and data.handoff is None:
+                self.stranded[slot] = Stranded(record.partition, record.offset, envelope, data)
+                self._slots.setdefault(data.signal_id, []).append(slot)
+                if record.key is not None:
+                    self._stranded_keys.add(record.key)
+            elif kept is not None and data.handoff is not None and envelope.id == kept.envelope.id:
+                self.pending.add(slot)
+        elif data.change in MOVES_ON:
+            for earlier in self._slots.get(data.signal_id, ()):  # every rejection kept so far came before it
+                self.moved_on.setdefault(earlier, data.change)
+
+    def add_erasure(self, record: Record) -> None:
+        """Note the signals whose keys an erasure on privacy.erasures destroyed."""
+        try:
+            _, erased = decode_as(record.value, SubjectErased)
+        except UndecodableRecord:
+            self.unreadable += 1
+            return
+        self.erased.update(erased.signal_ids)
 
     @property
     def signal_ids(self) -> frozenset[str]:
@@ -118,8 +164,8 @@ class Assignments:
         except UndecodableRecord:
             self.unreadable += 1
             return
-        if assigned.signal_id in self.wanted:
-            self.by_attempt[(assigned.signal_id, assigned.attempt)] = assigned
+        if assigned.signal_id in self.wanted:  # the first is the one feedback kept (a replay may write another)
+            self.by_attempt.setdefault((assigned.signal_id, assigned.attempt), assigned)
 
     def later_than(self, signal_id: str, attempt: int) -> bool:
         """Whether the signal was assigned again after this attempt."""
@@ -149,8 +195,14 @@ def decide(lifecycle: Lifecycle, assignments: Assignments) -> list[Repair]:
             repairs.append(Repair(item, Verdict.ERASED))
         elif assignments.later_than(rejection.signal_id, rejection.attempt):
             repairs.append(Repair(item, Verdict.HANDED_ON))
+        elif (rejection.signal_id, rejection.attempt) in lifecycle.pending:
+            repairs.append(Repair(item, Verdict.PENDING))
+        elif (rejection.signal_id, rejection.attempt) in lifecycle.moved_on:
+            repairs.append(Repair(item, Verdict.MOVED_ON))
         elif (assigned := assignments.by_attempt.get((rejection.signal_id, rejection.attempt))) is None:
             repairs.append(Repair(item, Verdict.NO_ASSIGNMENT))
+        elif assigned.body_id != rejection.body_id:
+            repairs.append(Repair(item, Verdict.BODY_MISMATCH))
         else:
             repairs.append(Repair(item, Verdict.REPUBLISH, repaired_rejection(item, assigned)))
     return repairs

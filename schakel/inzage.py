@@ -52,10 +52,24 @@ def _history(data: dict[str, Any], opener: Opener) -> dict[str, Any]:
     return entry
 
 
+def _once(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each event once, in the order of its first copy (a redelivery, or a republished one, has the same id)."""
+    seen: set[str] = set()
+    kept = []
+    for event in events:
+        event_id = event.get("id")
+        if event_id is not None:
+            if event_id in seen:
+                continue
+            seen.add(event_id)
+        kept.append(event)
+    return kept
+
+
 def _signal(received: dict[str, Any], holdings: Holdings, opener: Opener) -> dict[str, Any]:
     data = received["data"]
     signal_id = data["signal_id"]
-    events = {topic: [e for e in holdings.by_topic.get(topic, []) if e["data"].get("signal_id") == signal_id]
+    events = {topic: _once(e for e in holdings.by_topic.get(topic, []) if e["data"].get("signal_id") == signal_id)
               for topic in SIGNAL_TOPICS}
     erased = [e for e in events["signals.lifecycle"] if e["type"] == "nl.schakel.signal.erased.v1"]
     state = holdings.state.get(signal_id, {})

@@ -4,28 +4,39 @@
     schakel repair handoffs               # republish every stranded rejection whose assignment is found
 
 Reads signals.lifecycle for rejections without facts (those an old feedback worker wrote, dead-lettered by
-routing as `rejection_without_assignment` or parked by the release before), then signals.assigned for the
-assignments they rejected (throw-away consumers, no group, nothing committed), and publishes each rejection
-that was not handed on again on signals.lifecycle with the assignment's facts (schakel.handoff_repair).
-Running it twice is harmless: a signal handed on since is listed as such and left alone. Each republished
-rejection is audited (action `repair_handoff`, actor `operator`). Exit code: 0 when nothing is left to do by
-hand, 1 when a rejection's assignment is no longer on signals.assigned (the coordinator takes that signal up),
-2 when the topics could not be read or written.
+routing as `rejection_without_assignment` or parked by the release before) and what followed them,
+privacy.erasures for erased signals, then signals.assigned for the assignments they rejected (throw-away
+consumers, no group, nothing committed), and publishes each rejection that was not handed on, erased or taken
+up since again on signals.lifecycle, in its own partition, with the assignment's facts
+(schakel.handoff_repair). Running it twice is harmless: a copy already on the topic is listed as pending and a
+signal handed on since as such, and neither is published again. Each republished rejection is audited (action
+`repair_handoff`, actor `operator`, an audit id derived from the rejection's event id). Exit code: 0 when
+nothing is left to do by hand, 1 when a rejection's assignment is no longer on signals.assigned or names
+another body (the coordinator takes that signal up), 2 when the topics could not be read or written.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import uuid
 from typing import TextIO
 
 from schakel.handoff_repair import Assignments, Lifecycle, Repair, Verdict, decide
 from schakel.progress import progress_bar
 from schakel.replay_kafka import HistoryError, TopicReader
-from shared.events import CLOUDEVENT_HEADERS, AuditRecorded, encode_event, make_event, source_urn, utcnow
+from shared.events import (
+    CLOUDEVENT_HEADERS,
+    AuditRecorded,
+    deterministic_id,
+    encode_event,
+    make_event,
+    source_urn,
+    utcnow,
+)
 from shared.settings import Settings
-from shared.topics import AUDIT_LOG, SIGNALS_ASSIGNED, SIGNALS_LIFECYCLE
+from shared.topics import AUDIT_LOG, PRIVACY_ERASURES, SIGNALS_ASSIGNED, SIGNALS_LIFECYCLE
+
+BY_HAND = frozenset({Verdict.NO_ASSIGNMENT, Verdict.BODY_MISMATCH})
 
 SEND_TIMEOUT_S = 30.0
 
@@ -42,6 +53,12 @@ def find_repairs(bootstrap: str) -> list[Repair]:
                 progress.advance(task, len(batch))
         if not lifecycle.stranded:
             return []
+        with TopicReader(bootstrap, PRIVACY_ERASURES.name) as reader:
+            task = progress.add_task(PRIVACY_ERASURES.name, total=reader.history.total)
+            for batch in reader.batches():
+                for record in batch:
+                    lifecycle.add_erasure(record)
+                progress.advance(task, len(batch))
         assignments = Assignments(wanted=lifecycle.signal_ids)
         with TopicReader(bootstrap, SIGNALS_ASSIGNED.name) as reader:
             task = progress.add_task(SIGNALS_ASSIGNED.name, total=reader.history.total)
@@ -64,8 +81,9 @@ def republish(bootstrap: str, repairs: list[Repair]) -> int:
                 continue
             key = repair.signal_id.encode()
             sent.append(producer.send(SIGNALS_LIFECYCLE.name, key=key, value=repair.value,
-                                      headers=list(CLOUDEVENT_HEADERS)))
-            audit = AuditRecorded(audit_id=str(uuid.uuid4()), signal_id=repair.signal_id, actor_partner_id="operator",
+                                      partition=repair.stranded.partition, headers=list(CLOUDEVENT_HEADERS)))
+            audit_id = deterministic_id("repair-handoff", repair.stranded.envelope.id)
+            audit = AuditRecorded(audit_id=audit_id, signal_id=repair.signal_id, actor_partner_id="operator",
                                   on_behalf_of="operator", action="repair_handoff", outcome="allowed",
                                   service="schakel-cli", at=utcnow())
             event = make_event(audit, source=source_urn("cli"), subject=repair.signal_id, event_id=audit.audit_id)
@@ -81,15 +99,19 @@ def republish(bootstrap: str, repairs: list[Repair]) -> int:
 def report(repairs: list[Repair], *, dry_run: bool, out: TextIO) -> None:
     """One line per stranded rejection (ids and bodies only: nothing about the child), then the counts."""
     done = {Verdict.REPUBLISH: "would republish" if dry_run else "republished", Verdict.HANDED_ON: "handed on already",
-            Verdict.ERASED: "erased", Verdict.NO_ASSIGNMENT: "NO ASSIGNMENT: take it up by hand"}
+            Verdict.ERASED: "erased", Verdict.PENDING: "republished before, routing has yet to hand it on",
+            Verdict.MOVED_ON: "taken up since: left alone",
+            Verdict.NO_ASSIGNMENT: "NO ASSIGNMENT: take it up by hand",
+            Verdict.BODY_MISMATCH: "ASSIGNMENT NAMES ANOTHER BODY: take it up by hand"}
     for repair in repairs:
         r = repair.stranded.rejection
         out.write(f"{r.signal_id}  attempt {r.attempt}  rejected by {r.body_id}  (signals.lifecycle "
                   f"{repair.stranded.partition}:{repair.stranded.offset})  {done[repair.verdict]}\n")
     counts = {verdict: sum(1 for r in repairs if r.verdict is verdict) for verdict in Verdict}
     out.write(f"rejections without facts: {len(repairs)}; {counts[Verdict.REPUBLISH]} {done[Verdict.REPUBLISH]}, "
-              f"{counts[Verdict.HANDED_ON]} handed on already, {counts[Verdict.ERASED]} erased, "
-              f"{counts[Verdict.NO_ASSIGNMENT]} without assignment\n")
+              f"{counts[Verdict.HANDED_ON]} handed on already, {counts[Verdict.PENDING]} pending, "
+              f"{counts[Verdict.ERASED]} erased, {counts[Verdict.MOVED_ON]} taken up since, "
+              f"{counts[Verdict.NO_ASSIGNMENT] + counts[Verdict.BODY_MISMATCH]} to take up by hand\n")
 
 
 def handoffs(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
@@ -106,7 +128,7 @@ def handoffs(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
         print(f"cannot repair: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     report(repairs, dry_run=args.dry_run, out=out)
-    return 1 if any(r.verdict is Verdict.NO_ASSIGNMENT for r in repairs) else 0
+    return 1 if any(r.verdict in BY_HAND for r in repairs) else 0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -15,7 +15,9 @@ from shared.events import (
     LifecycleChange,
     SignalAssigned,
     SignalErased,
+    SignalErasureRequested,
     SignalLifecycleChanged,
+    SubjectErased,
     UndecodableRecord,
     decode_as,
     encode_event,
@@ -25,7 +27,7 @@ from shared.events import (
 from tests.unit.test_routing_decisions import Routing, assignment_of, received, rejected
 
 
-def lifecycle_record(data: SignalLifecycleChanged | SignalErased, *, offset: int = 7,
+def lifecycle_record(data: SignalLifecycleChanged | SignalErased | SignalErasureRequested, *, offset: int = 7,
                      event_id: str = "rejection-1") -> Record:
     """A record of signals.lifecycle as feedback (or an old feedback worker) wrote it."""
     value = encode_event(make_event(data, source=source_urn("feedback"), subject=data.signal_id, event_id=event_id))
@@ -116,6 +118,78 @@ def test_a_rejection_delivered_twice_is_repaired_once(routing: Routing) -> None:
     twice = [lifecycle_record(rejected(first, with_facts=False), offset=n) for n in (3, 9)]
     lifecycle = lifecycle_of(*twice)
     assert [(s.offset, s.envelope.id) for s in lifecycle.stranded.values()] == [(3, "rejection-1")]
+    # a second rejection of the same attempt under another event id is the same rejection: repaired once
+    lifecycle = lifecycle_of(*twice, lifecycle_record(rejected(first, with_facts=False), offset=11, event_id="again"))
+    assert len(decide(lifecycle, assignments_of(first, wanted=lifecycle.signal_ids))) == 1
+
+
+def later(rejection: SignalLifecycleChanged, change: LifecycleChange) -> SignalLifecycleChanged:
+    return rejection.model_copy(update={"change": change, "status": change.value, "handoff": None, "reason": None})
+
+
+def test_a_rejection_taken_up_since_is_left_alone_but_one_only_chosen_for_is_not(routing: Routing) -> None:
+    first = assignment_of(routing.received(received(1), routing.view()))
+    stranded = rejected(first, with_facts=False)
+    for change in (LifecycleChange.WITHDRAWN, LifecycleChange.CLOSED, LifecycleChange.REOPENED):
+        lifecycle = lifecycle_of(lifecycle_record(stranded, offset=3),
+                                 lifecycle_record(later(stranded, change), offset=5, event_id=f"then-{change}"))
+        [repair] = decide(lifecycle, assignments_of(first, wanted=lifecycle.signal_ids))
+        assert repair.verdict is Verdict.MOVED_ON, change
+    lifecycle = lifecycle_of(lifecycle_record(stranded, offset=3),
+                             lifecycle_record(later(stranded, LifecycleChange.REGIE), offset=5, event_id="regie"))
+    [repair] = decide(lifecycle, assignments_of(first, wanted=lifecycle.signal_ids))
+    assert repair.verdict is Verdict.REPUBLISH  # a regie choice changes no status: still stranded
+
+
+def test_a_change_before_a_later_attempts_rejection_does_not_count_for_it(routing: Routing) -> None:
+    first = assignment_of(routing.received(received(1), routing.view()))
+    second = assignment_of(routing.handoff(rejected(first), routing.view()))
+    stranded = rejected(second, with_facts=False)
+    # attempt 1's rejection came without facts too, but routing still had the assignment and handed it on
+    lifecycle = lifecycle_of(lifecycle_record(rejected(first, with_facts=False), offset=1, event_id="r1"),
+                             lifecycle_record(later(rejected(second), LifecycleChange.ACKNOWLEDGED), offset=2,
+                                              event_id="ack2"),
+                             lifecycle_record(stranded, offset=3, event_id="r2"))
+    repairs = decide(lifecycle, assignments_of(first, second, wanted=lifecycle.signal_ids))
+    assert [(r.stranded.rejection.attempt, r.verdict) for r in repairs] == [(1, Verdict.HANDED_ON),
+                                                                             (2, Verdict.REPUBLISH)]
+
+
+def test_a_copy_already_republished_is_pending_not_published_again(routing: Routing) -> None:
+    first = assignment_of(routing.received(received(1), routing.view()))
+    lifecycle = lifecycle_of(lifecycle_record(rejected(first, with_facts=False), offset=3))
+    [repair] = decide(lifecycle, assignments_of(first, wanted=lifecycle.signal_ids))
+    assert repair.value is not None
+    lifecycle.add(Record(1, 8, repair.value, first.signal_id.encode(), tuple(CLOUDEVENT_HEADERS)))
+    [again] = decide(lifecycle, assignments_of(first, wanted=lifecycle.signal_ids))
+    assert (again.verdict, again.value) == (Verdict.PENDING, None)
+
+
+def test_erasures_on_privacy_erasures_count_and_so_do_erasure_requests(routing: Routing) -> None:
+    first = assignment_of(routing.received(received(1), routing.view()))
+    other = assignment_of(routing.received(received(2, subject="sk_other"), routing.view()))
+    lifecycle = lifecycle_of(lifecycle_record(rejected(first, with_facts=False), offset=1, event_id="a"),
+                             lifecycle_record(rejected(other, with_facts=False), offset=2, event_id="b"))
+    erased = SubjectErased(erasure_id="e-1", subject_key="sk_child", signal_ids=[first.signal_id], scope="subject",
+                           reason="request", at=first.received_at)
+    lifecycle.add_erasure(Record(0, 0, encode_event(make_event(erased, source=source_urn("cli"), subject=None)),
+                                 b"sk_child", tuple(CLOUDEVENT_HEADERS)))
+    asked = SignalErasureRequested(erasure_id="e-2", signal_id=other.signal_id, reason="retention",
+                                   requested_at=other.received_at)
+    lifecycle.add(lifecycle_record(asked, offset=4, event_id="c"))
+    repairs = decide(lifecycle, assignments_of(first, other, wanted=lifecycle.signal_ids))
+    assert [r.verdict for r in repairs] == [Verdict.ERASED, Verdict.ERASED]
+
+
+def test_the_first_assignment_of_the_attempt_gives_the_facts_and_must_name_the_rejecting_body(
+        routing: Routing) -> None:
+    first = assignment_of(routing.received(received(1), routing.view()))
+    replayed = first.model_copy(update={"body_id": "wijkteam-centrum"})  # a replay under other rules wrote another
+    lifecycle = lifecycle_of(lifecycle_record(rejected(first, with_facts=False)))
+    [repair] = decide(lifecycle, assignments_of(first, replayed, wanted=lifecycle.signal_ids))
+    assert repair.verdict is Verdict.REPUBLISH
+    [repair] = decide(lifecycle, assignments_of(replayed, first, wanted=lifecycle.signal_ids))
+    assert repair.verdict is Verdict.BODY_MISMATCH and repair.value is None
 
 
 def test_assignments_of_other_signals_are_not_decoded(routing: Routing) -> None:

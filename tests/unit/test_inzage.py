@@ -47,3 +47,13 @@ def test_the_document_holds_the_childs_signals_with_their_readers_and_marks_what
     assert first["routes"][0]["body_id"] == "zat-12ab" and first["deadlines"] == [{"clock": "close"}]
     assert second["erased"] and second["summary"] is None
     assert "s-3" not in str(document) and "v2.e.f" not in str(document)
+
+
+def test_an_event_on_the_topics_twice_under_one_id_is_in_the_history_once() -> None:
+    rejection = {"id": "ev-1", **event("nl.schakel.signal.lifecycle.v1", "s-1", change="rejected")}
+    repaired = {"id": "ev-1", **event("nl.schakel.signal.lifecycle.v1", "s-1", change="rejected", handoff={})}
+    closed = {"id": "ev-2", **event("nl.schakel.signal.lifecycle.v1", "s-1", change="closed")}
+    holdings = Holdings(received=[received("s-1", CHILD, None)],
+                        by_topic={"signals.lifecycle": [rejection, closed, repaired]})
+    [signal] = assemble(CHILD, holdings, exported_at="now", opener=lambda *_: None)["signals"]
+    assert [entry["change"] for entry in signal["history"]] == ["rejected", "closed"]
