@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TextIO
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TextIO
 
 from schakel.handoff_repair import Assignments, Lifecycle, Repair, Verdict, decide
 from schakel.progress import progress_bar
-from schakel.replay_kafka import HistoryError, TopicReader
+from schakel.replay_kafka import HistoryError, Record, TopicReader
 from shared.events import (
     CLOUDEVENT_HEADERS,
     AuditRecorded,
@@ -36,36 +37,34 @@ from shared.events import (
 from shared.settings import Settings
 from shared.topics import AUDIT_LOG, PRIVACY_ERASURES, SIGNALS_ASSIGNED, SIGNALS_LIFECYCLE
 
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
 BY_HAND = frozenset({Verdict.NO_ASSIGNMENT, Verdict.BODY_MISMATCH})
 
 SEND_TIMEOUT_S = 30.0
 
 
+def _read(bootstrap: str, topic: str, progress: Progress, add: Callable[[Record], None]) -> None:
+    """Hand every record of a topic to `add`, with a progress bar of its own."""
+    with TopicReader(bootstrap, topic) as reader:
+        task = progress.add_task(topic, total=reader.history.total)
+        for batch in reader.batches():
+            for record in batch:
+                add(record)
+            progress.advance(task, len(batch))
+
+
 def find_repairs(bootstrap: str) -> list[Repair]:
-    """The verdict on every rejection without facts on signals.lifecycle (reads two topics, writes nothing)."""
+    """The verdict on every rejection without facts on signals.lifecycle (reads three topics, writes nothing)."""
     lifecycle = Lifecycle()
     with progress_bar("reading") as progress:
-        with TopicReader(bootstrap, SIGNALS_LIFECYCLE.name) as reader:
-            task = progress.add_task(SIGNALS_LIFECYCLE.name, total=reader.history.total)
-            for batch in reader.batches():
-                for record in batch:
-                    lifecycle.add(record)
-                progress.advance(task, len(batch))
+        _read(bootstrap, SIGNALS_LIFECYCLE.name, progress, lifecycle.add)
         if not lifecycle.stranded:
             return []
-        with TopicReader(bootstrap, PRIVACY_ERASURES.name) as reader:
-            task = progress.add_task(PRIVACY_ERASURES.name, total=reader.history.total)
-            for batch in reader.batches():
-                for record in batch:
-                    lifecycle.add_erasure(record)
-                progress.advance(task, len(batch))
+        _read(bootstrap, PRIVACY_ERASURES.name, progress, lifecycle.add_erasure)
         assignments = Assignments(wanted=lifecycle.signal_ids)
-        with TopicReader(bootstrap, SIGNALS_ASSIGNED.name) as reader:
-            task = progress.add_task(SIGNALS_ASSIGNED.name, total=reader.history.total)
-            for batch in reader.batches():
-                for record in batch:
-                    assignments.add(record)
-                progress.advance(task, len(batch))
+        _read(bootstrap, SIGNALS_ASSIGNED.name, progress, assignments.add)
     return decide(lifecycle, assignments)
 
 
