@@ -16,7 +16,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any
 
 from schakel.progress import progress_bar
 from shared.settings import Settings
@@ -86,9 +86,9 @@ def _line(raw: bytes | None) -> dict[str, Any] | None:
     return {"id": event["id"], "time": event["time"], **event["data"]}
 
 
-def export(args: argparse.Namespace, out: TextIO | None = None) -> int:
+def export(args: argparse.Namespace) -> int:
     """Write the selected audit records as JSON lines and audit the export itself."""
-    out = sys.stdout if out is None else out  # looked up per call: a default bound at import outlives a redirect
+    out = sys.stdout  # looked up when called: pytest and callers may have redirected it
     settings = Settings()
     since = _instant(args.since) if args.since else None
     until = _instant(args.until) if args.until else None

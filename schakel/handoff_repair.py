@@ -89,11 +89,9 @@ class Lifecycle:
     stranded: dict[tuple[str, int], Stranded] = field(default_factory=dict)  # by (signal, attempt): first one
     erased: set[str] = field(default_factory=set)
     pending: set[tuple[str, int]] = field(default_factory=set)  # a copy with facts of the stranded rejection
-    # (signal, attempt) of a kept rejection → the first change a person made after it
-    moved_on: dict[tuple[str, int], LifecycleChange] = field(default_factory=dict)
+    moved_on: set[tuple[str, int]] = field(default_factory=set)  # kept rejections a person acted on since
     unreadable: int = 0
-    _stranded_keys: set[bytes] = field(default_factory=set)
-    _slots: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # signal → its kept rejections
+    _slots: dict[bytes, list[tuple[str, int]]] = field(default_factory=dict)  # record key → its kept rejections
 
     def add(self, record: Record) -> None:
         """Keep a rejection without facts, note an erasure or what followed a kept rejection; skip the rest.
@@ -102,7 +100,7 @@ class Lifecycle:
         after a kept rejection under the same key came after it.
         """
         value = record.value or b""
-        later = record.key is not None and record.key in self._stranded_keys
+        later = record.key in self._slots
         # A cheap test first: most lifecycle records are none of these (a rejection's JSON says "rejected").
         if not later and b'"rejected"' not in value and ERASED_TYPE not in value \
                 and ERASURE_REQUESTED_TYPE not in value:
@@ -123,14 +121,11 @@ class Lifecycle:
         if data.change is LifecycleChange.REJECTED:
             if kept is None and data.handoff is None:
                 self.stranded[slot] = Stranded(record.partition, record.offset, envelope, data)
-                self._slots.setdefault(data.signal_id, []).append(slot)
-                if record.key is not None:
-                    self._stranded_keys.add(record.key)
+                self._slots.setdefault(data.signal_id.encode(), []).append(slot)
             elif kept is not None and data.handoff is not None and envelope.id == kept.envelope.id:
                 self.pending.add(slot)
         elif data.change in MOVES_ON:
-            for earlier in self._slots.get(data.signal_id, ()):  # every rejection kept so far came before it
-                self.moved_on.setdefault(earlier, data.change)
+            self.moved_on.update(self._slots.get(data.signal_id.encode(), ()))  # every one kept so far came before
 
     def add_erasure(self, record: Record) -> None:
         """Note the signals whose keys an erasure on privacy.erasures destroyed."""

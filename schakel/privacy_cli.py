@@ -19,7 +19,7 @@ import re
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TextIO, TypeVar
+from typing import Any, TypeVar
 
 from shared.erasure import Actor, erase
 from shared.events import CLOUDEVENT_HEADERS, AuditRecorded, encode_event, make_event, source_urn, utcnow
@@ -83,9 +83,9 @@ def _subject(args: argparse.Namespace, settings: Settings) -> str:
                            subject=args.subject)
 
 
-def erase_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
+def erase_command(args: argparse.Namespace) -> int:
     """Erase one child; prints the erasure id and how many keys were destroyed (never the BSN)."""
-    out = sys.stdout if out is None else out  # looked up per call: a default bound at import outlives a redirect
+    out = sys.stdout  # looked up when called: pytest and callers may have redirected it
     settings = Settings()
     try:
         subject = _subject(args, settings)
@@ -105,9 +105,9 @@ def erase_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
     return 0
 
 
-def export_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
+def export_command(args: argparse.Namespace) -> int:
     """Write the inzage document of one child as JSON, and audit the export."""
-    out = sys.stdout if out is None else out  # looked up per call: a default bound at import outlives a redirect
+    out = sys.stdout  # looked up when called: pytest and callers may have redirected it
     from schakel.inzage import assemble
 
     settings = Settings()

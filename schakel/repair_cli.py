@@ -113,9 +113,8 @@ def report(repairs: list[Repair], *, dry_run: bool, out: TextIO) -> None:
               f"{counts[Verdict.NO_ASSIGNMENT] + counts[Verdict.BODY_MISMATCH]} to take up by hand\n")
 
 
-def handoffs(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
+def handoffs(args: argparse.Namespace) -> int:
     """Find, report and (unless --dry-run) republish; the exit code says what is left."""
-    out = sys.stdout if out is None else out  # looked up per call: a default bound at import outlives a redirect
     from kafka.errors import KafkaError
 
     bootstrap = args.bootstrap or Settings().kafka_bootstrap
@@ -126,7 +125,7 @@ def handoffs(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
     except (HistoryError, KafkaError, OSError) as exc:
         print(f"cannot repair: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
-    report(repairs, dry_run=args.dry_run, out=out)
+    report(repairs, dry_run=args.dry_run, out=sys.stdout)
     return 1 if any(r.verdict in BY_HAND for r in repairs) else 0
 
 
