@@ -26,9 +26,9 @@ named below. What is changed (docs/decisions/0011, 0014):
    at 50 signals/s a fetch per record or two cost the services a quarter of their CPU (ADR 0024).
 
 Also here, because they read faust's internals: the current event for table writes made after a batch
-(faust picks a changelog partition from it), a table write that hands back its changelog record's future
-(notify waits for a mail's 'sent' mark before the next mail's content), the batch of ready events, the
-consumer's state for diagnostics, and readiness.
+(faust picks a changelog partition from it), a table write that hands its changelog record to the producer at
+once and gives back its future (notify waits for a mail's 'sent' mark before the next mail's content), the
+batch of ready events, the consumer's state for diagnostics, and readiness.
 """
 
 from __future__ import annotations
@@ -355,17 +355,24 @@ def as_current_event(event: Any) -> Iterator[None]:
         _current_event.reset(token)
 
 
-def write_with_receipt(table: Any, key: Any, value: Any) -> asyncio.Future[Any]:
+async def write_with_receipt(table: Any, key: Any, value: Any) -> asyncio.Future[Any]:
     """`table[key] = value`, returning the future of its changelog record: done once the broker has it.
 
-    faust's `Table.__setitem__` (mode's `ManagedUserDict.__setitem__` → `Table.on_key_set`) sends the changelog
-    record and drops its future; these are the same steps, in the same order, keeping it. Call it in the
-    context of the event the write belongs to (`as_current_event`): the changelog partition is the event's.
+    faust's `Table.__setitem__` (mode's `ManagedUserDict.__setitem__` → `Table.on_key_set`) builds the changelog
+    record, puts it into the producer's buffer for a task of faust's to send later, and drops its future. These
+    are the same steps, except that the record goes to the producer at once (`Topic.publish_message`, what that
+    task would call): no turn of the event loop waits between the write and the produce request, and the
+    future is kept. Call it in the context of the event the write belongs to (`as_current_event`): the
+    changelog partition is the event's.
     """
-    receipt = table.send_changelog(table.partition_for_key(key), key, value)
+    topic = table.changelog_topic
+    receipt = topic.as_future_message(key=key, value=value, partition=table.partition_for_key(key),
+                                      key_serializer=table.key_serializer, value_serializer=table.value_serializer,
+                                      callback=table._on_changelog_sent, eager_partitioning=True)
     table._maybe_set_key_ttl(key, receipt.message.partition)
     table._sensor_on_set(table, key, value)
     table.data[key] = value
+    await topic.publish_message(receipt)
     return receipt
 
 

@@ -38,8 +38,8 @@ UNLIMITED_ATTEMPTS = 1_000_000_000
 class Sender(Protocol):
     """What the mailer needs of SMTP (services.notify.smtp.SmtpPool, or a fake in tests).
 
-    `on_accepted(attempts)` is called once the server accepted the mail, before the connection takes another;
-    the connection holds its next mail's content until the awaitable it returns is done.
+    `on_accepted(attempts)` is awaited once the server accepted the mail, before the connection takes another;
+    the connection holds its next mail's content until the future it returns is done.
     """
 
     async def send_with_retry(self, message: OutgoingMail, *, max_attempts: int, base_delay: float,
@@ -51,7 +51,7 @@ class Sender(Protocol):
 class SentLog(Protocol):
     """Where a mail is marked 'sent' (TableSentLog, or a fake in tests)."""
 
-    def mark(self, event: Any, key: bytes, value: bytes) -> asyncio.Future[Any] | None:
+    async def mark(self, event: Any, key: bytes, value: bytes) -> asyncio.Future[Any] | None:
         """Record the mark; the future is done once it is durable (None: it already is)."""
 
 
@@ -61,9 +61,9 @@ class TableSentLog:
 
     table: Any
 
-    def mark(self, event: Any, key: bytes, value: bytes) -> asyncio.Future[Any]:
+    async def mark(self, event: Any, key: bytes, value: bytes) -> asyncio.Future[Any]:
         with as_current_event(event):
-            return write_with_receipt(self.table, key, value)
+            return await write_with_receipt(self.table, key, value)
 
 
 @dataclass
@@ -114,9 +114,9 @@ class Mailer:
             message = job.build()
             accepted_at: list[datetime] = []
 
-            def on_accepted(attempts: int) -> asyncio.Future[Any] | None:
+            async def on_accepted(attempts: int) -> asyncio.Future[Any] | None:
                 accepted_at.append(utcnow())
-                return self._mark_sent(event, job, attempts, accepted_at[0])
+                return await self._mark_sent(event, job, attempts, accepted_at[0])
 
             try:
                 attempts = await self._deliver(message, job, still_wanted=lambda: self.still_ours(event),
@@ -132,11 +132,11 @@ class Mailer:
             sent.publish = traced(sent.publish, span)
             effects.add(sent)
 
-    def _mark_sent(self, event: Any, job: MailJob, attempts: int, at: datetime) -> asyncio.Future[Any] | None:
+    async def _mark_sent(self, event: Any, job: MailJob, attempts: int, at: datetime) -> asyncio.Future[Any] | None:
         """Mark the mail 'sent' in the sent-log; the future is done once the mark is on the broker."""
         if job.sent_log_key is None:
             return None
-        receipt = self.sent_log.mark(event, job.sent_log_key, json.dumps(
+        receipt = await self.sent_log.mark(event, job.sent_log_key, json.dumps(
             {"status": "sent", "attempts": attempts, "at": at.isoformat()}).encode())
         if receipt is not None and not receipt.done():
             self._unrecorded.add(receipt)

@@ -42,9 +42,9 @@ class MarkNotRecorded(RuntimeError):
 
 
 RetryCallback = Callable[[int, TransientSmtpError, float], Awaitable[None] | None]
-# Called with the attempts once the server accepted a mail; the connection holds the content of its next mail
-# until the future it returns (the mail's 'sent' mark) is done.
-AcceptedCallback = Callable[[int], "asyncio.Future[Any] | None"]
+# Called with the attempts once the server accepted a mail and awaited at once; the connection holds the content
+# of its next mail until the future it returns (the mail's 'sent' mark) is done.
+AcceptedCallback = Callable[[int], Awaitable["asyncio.Future[Any] | None"]]
 
 
 @dataclass(frozen=True)
@@ -146,6 +146,17 @@ class SmtpSender:
                 None if receipt.cancelled() else receipt.exception())
         self._unrecorded = None
 
+    async def _marked(self, on_accepted: Callable[[], Awaitable[Any]]) -> asyncio.Future[Any] | None:
+        """The mark `on_accepted` makes; if making it failed, a failed one, which stops this connection."""
+        try:
+            return await on_accepted()
+        except BaseException as error:
+            failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            failed.set_exception(MarkNotRecorded("the 'sent' mark could not be handed to the producer"))
+            failed.exception()  # retrieved: asyncio need not report it when nothing else reads it
+            self._unrecorded = failed
+            raise error
+
     async def _transaction(self, message: EmailMessage | OutgoingMail) -> None:
         client = await self._connected()
         if isinstance(message, OutgoingMail):
@@ -156,11 +167,12 @@ class SmtpSender:
         await client.send(self.envelope_sender, recipients, data, before_content=self._previous_mail_recorded)
 
     async def send(self, message: EmailMessage | OutgoingMail, *,
-                   on_accepted: Callable[[], Any] | None = None) -> None:
+                   on_accepted: Callable[[], Awaitable[Any]] | None = None) -> None:
         """Hand one message to the server or raise TransientSmtpError / PermanentSmtpError.
 
-        `on_accepted()` runs once the server accepted it, before another mail may use the connection; what it
-        returns (a future, or None) is the mark the next mail's content waits for.
+        `on_accepted()` is awaited once the server accepted it, before another mail may use the connection; what
+        it returns (a future, or None) is the mark the next mail's content waits for. If it fails, or is
+        cancelled, the mark may be missing: every later mail on this connection raises MarkNotRecorded.
         """
         async with self._lock:
             reused = self._client is not None and self._client.is_connected
@@ -184,7 +196,7 @@ class SmtpSender:
                     raise
                 raise mapped from error
             if on_accepted is not None:
-                self._unrecorded = on_accepted()
+                self._unrecorded = await self._marked(on_accepted)
 
     async def send_with_retry(
         self,

@@ -35,6 +35,7 @@ from shared.events import (
     make_event,
     source_urn,
 )
+from shared.faust_compat import as_current_event
 from shared.kafka import create_faust_app
 from shared.municipality import load_municipality
 from shared.record_loop import Publish
@@ -70,11 +71,22 @@ class FakeSender:
                 continue
             self.sent.append(message)
             if on_accepted is not None:
-                on_accepted(attempt)  # the mark's future: faust's, never sent here (no broker), so not awaited
+                await on_accepted(attempt)  # the mark's future: never done here (no broker), so not awaited
             return attempt
 
     def to(self, address: str) -> list[EmailMessage]:
         return [m for m in self.sent if str(m["To"]) == address]
+
+
+class BufferedSentLog:
+    """The sent-log written as faust's own `table[key] = value` does: into the producer's buffer (no broker here)."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    async def mark(self, event: Any, key: bytes, value: bytes) -> None:
+        with as_current_event(event):
+            self.table[key] = value
 
 
 class Harness:
@@ -104,6 +116,7 @@ class Harness:
             base_url="https://schakel.example", schedule=DigestSchedule.parse("07:00"),
             linger_s=0,  # faust's test context feeds one record and waits for it, never a batch
         )
+        self.core.mailer.sent_log = BufferedSentLog(self.core.sent_log)
         self.app.finalize()
         self.app.flow_control.resume()
 

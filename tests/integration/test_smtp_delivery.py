@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -87,11 +87,18 @@ async def test_several_messages_share_one_connection(sink: SmtpSink) -> None:
     assert sender.connections_opened == 1
 
 
+def marked(mark: asyncio.Future[None] | None) -> Callable[[], Awaitable[asyncio.Future[None] | None]]:
+    """An `on_accepted` that hands back `mark` (as the sent-log hands back the future of its record)."""
+    async def on_accepted() -> asyncio.Future[None] | None:
+        return mark
+    return on_accepted
+
+
 async def test_the_next_mails_content_waits_until_the_previous_mail_is_recorded(sink: SmtpSink) -> None:
     sender = sender_for(sink)
     mark: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    await sender.send(message(1), on_accepted=lambda: mark)
-    second = asyncio.ensure_future(sender.send(message(2), on_accepted=lambda: None))
+    await sender.send(message(1), on_accepted=marked(mark))
+    second = asyncio.ensure_future(sender.send(message(2), on_accepted=marked(None)))
     await asyncio.sleep(0.3)
     assert [m.message["Message-ID"] for m in sink.messages] == [message(1)["Message-ID"]]
     assert not second.done() and sender.content_held == 1  # a kill now costs at most mail 1 again
@@ -106,11 +113,26 @@ async def test_the_next_mails_content_waits_until_the_previous_mail_is_recorded(
 async def test_a_mark_that_failed_lets_no_further_mail_out(sink: SmtpSink) -> None:
     sender = sender_for(sink)
     mark: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    await sender.send(message(1), on_accepted=lambda: mark)
+    await sender.send(message(1), on_accepted=marked(mark))
     mark.set_exception(OSError("broker gone"))
     for n in (2, 3):
         with pytest.raises(MarkNotRecorded):
             await sender.send(message(n))
+    await asyncio.sleep(0.1)
+    assert len(sink.messages) == 1
+    await sender.close()
+
+
+async def test_a_mark_that_could_not_be_made_lets_no_further_mail_out(sink: SmtpSink) -> None:
+    sender = sender_for(sink)
+
+    async def producer_gone() -> None:
+        raise OSError("producer closed")
+
+    with pytest.raises(OSError):
+        await sender.send(message(1), on_accepted=producer_gone)
+    with pytest.raises(MarkNotRecorded):
+        await sender.send(message(2))
     await asyncio.sleep(0.1)
     assert len(sink.messages) == 1
     await sender.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from faust.tables.recovery import Recovery
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
@@ -132,16 +133,25 @@ class Event:
         self.message = Message(partition)
 
 
-async def test_a_write_with_receipt_does_what_setitem_does_and_keeps_the_changelog_future(tmp_path: Any) -> None:
+async def test_a_write_with_receipt_does_what_setitem_does_and_keeps_the_changelog_future(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     app = create_faust_app("receipt-check", Settings(state_dir=tmp_path), store="memory://")
     table = app.Table("receipts", default=None, partitions=4, key_type=bytes, value_type=bytes)
     buffered = app.producer.buffer.pending
+    published: list[Any] = []
+
+    async def publish_message(fut: Any, wait: bool = False) -> None:  # what faust's buffer task calls
+        published.append(fut)
+
+    monkeypatch.setattr(table.changelog_topic, "publish_message", publish_message)
     with faust_compat.as_current_event(Event(2)):
         table[b"by-setitem"] = b"one"
-        receipt = faust_compat.write_with_receipt(table, b"with-receipt", b"two")
-    by_setitem, kept = buffered.get_nowait(), buffered.get_nowait()
-    assert kept is receipt and not receipt.done()  # done once the broker acknowledges that one record
-    for future, key, value in ((by_setitem, b"by-setitem", b"one"), (kept, b"with-receipt", b"two")):
+        receipt = await faust_compat.write_with_receipt(table, b"with-receipt", b"two")
+    by_setitem = buffered.get_nowait()
+    assert buffered.empty() and published == [receipt]  # handed to the producer at once, not via the buffer
+    assert not receipt.done()  # done once the broker acknowledges that one record
+    for future, key, value in ((by_setitem, b"by-setitem", b"one"), (receipt, b"with-receipt", b"two")):
         assert future.message.channel is table.changelog_topic
         assert (future.message.partition, future.message.key, future.message.value) == (2, key, value)
+        assert future.message.callback == table._on_changelog_sent
         assert table[key] == value

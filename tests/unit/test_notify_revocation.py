@@ -37,7 +37,7 @@ class SlowSender:
         await self.release.wait()
         self.sent.append(message.message_id)
         if on_accepted is not None:
-            on_accepted(1)
+            await on_accepted(1)
         return 1
 
 
@@ -48,7 +48,7 @@ class SentLog:
         self.marks: dict[bytes, bytes] = {}
         self.receipts: list[asyncio.Future[None]] = []
 
-    def mark(self, event: Any, key: bytes, value: bytes) -> asyncio.Future[None]:
+    async def mark(self, event: Any, key: bytes, value: bytes) -> asyncio.Future[None]:
         self.marks[key] = value
         self.receipts.append(asyncio.get_running_loop().create_future())
         return self.receipts[-1]
