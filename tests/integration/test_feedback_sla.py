@@ -3,7 +3,9 @@
 Policy in a test copy of the example municipality: wijkteam × U2 acknowledge PT20S, escalation every PT10S,
 the sweep every 2 s. So a signal left alone is warned at 16 s, breached at 20 s (handler), escalated at 30 s
 (team lead) and 40 s (coordinator). Feedback is killed with SIGKILL right after the first breach and
-restarted; every step must still come out exactly once. Set SCHAKEL_TEST_SLA_SIGNALS for a bigger run.
+restarted; every step must still come out once: one event id each (a record published and not yet acked
+before a kill or a rebalance may be published again, with the same id), and each of its e-mails once.
+Set SCHAKEL_TEST_SLA_SIGNALS for a bigger run.
 """
 
 from __future__ import annotations
@@ -131,23 +133,28 @@ def test_signals_left_alone_get_warning_breach_and_each_escalation_once_even_acr
     # Let three more sweeps pass: nothing new may appear.
     settle_until = time.monotonic() + 3 * SWEEP_S + 1
     wait_until(lambda: time.monotonic() > settle_until, timeout=30, interval=0.5, what="three more sweeps")
-    records = sla_records(system)
+    published = sla_records(system)
 
-    by_rung = Counter(rung(r) for r in records)
-    by_id = Counter(r["id"] for r in records)
+    # At least once, with deterministic ids (docs/architecture.md): a batch a worker published but had not
+    # acked when its partitions were revoked or it was killed is published again, with the same ids, by the
+    # partition's next owner, and consumers deduplicate by id. What must hold is one id per rung, every rung,
+    # and one e-mail per rung and recipient (reliability #9); how often a record was written is reported.
     ids_per_rung: dict[tuple[str, str, str], set[str]] = {}
-    for r in records:
+    for r in published:
         ids_per_rung.setdefault(rung(r), set()).add(r["id"])
-    raw_duplicates = sum(count - 1 for count in by_rung.values())
+    records = list({r["id"]: r for r in reversed(published)}.values())  # the first record of each id
+    by_rung = Counter(rung(r) for r in records)
+    by_id = Counter(r["id"] for r in published)
+    raw_duplicates = len(published) - len(records)
     late = [lateness_s(r, assigned_at) for r in records]
-    print(f"\nSLA run: {SIGNALS} signals, {len(records)} records, expected {len(expected)}; "
+    print(f"\nSLA run: {SIGNALS} signals, {len(published)} records published, {len(records)} ids, "
+          f"expected {len(expected)}; "
           f"raw duplicates {raw_duplicates}; feedback restart took {restart_s:.1f} s; "
           f"lateness max {max(late):.1f} s, median {sorted(late)[len(late) // 2]:.1f} s")
 
     assert set(by_rung) == expected, "no rung missing, none for the signal acknowledged in time"
     assert all(len(ids) == 1 for ids in ids_per_rung.values()), "one event id per signal, clock and step"
     assert len(by_id) == len(expected)
-    assert raw_duplicates == 0, f"{raw_duplicates} records published twice (same id)"
     assert all(r["data"]["signal_id"] != in_time for r in records)
     # Each within a sweep interval (+ processing) of falling due, plus the time feedback was down.
     assert max(late) <= restart_s + 2 * SWEEP_S + 10, f"max lateness {max(late):.1f} s"
@@ -163,3 +170,6 @@ def test_signals_left_alone_get_warning_breach_and_each_escalation_once_even_acr
                                       if reference in str(m.message["Subject"]) and text in str(m.message["Subject"])],
                    timeout=30, what=f"mail '{text}' to the wijkteam")
     system.wait_for_mail(COORDINATOR_MAIL, subject_contains="Escalatie stap 3", timeout=30)
+    # However often a rung's record was published, its e-mails go out once (notify's sent-log, by Message-ID).
+    message_ids = Counter(str(m.message["Message-ID"]) for m in system.sink.messages)
+    assert [mid for mid, count in message_ids.items() if count > 1] == [], "an e-mail was sent twice"
