@@ -146,16 +146,16 @@ class SmtpSender:
                 None if receipt.cancelled() else receipt.exception())
         self._unrecorded = None
 
-    async def _marked(self, on_accepted: Callable[[], Awaitable[Any]]) -> asyncio.Future[Any] | None:
-        """The mark `on_accepted` makes; if making it failed, a failed one, which stops this connection."""
+    async def _keep_mark(self, on_accepted: Callable[[], Awaitable[Any]]) -> None:
+        """Keep the mark `on_accepted` makes as the next mail's gate; one it could not make stops this connection."""
         try:
-            return await on_accepted()
-        except BaseException as error:
+            self._unrecorded = await on_accepted()
+        except BaseException:
             failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             failed.set_exception(MarkNotRecorded("the 'sent' mark could not be handed to the producer"))
             failed.exception()  # retrieved: asyncio need not report it when nothing else reads it
             self._unrecorded = failed
-            raise error
+            raise
 
     async def _transaction(self, message: EmailMessage | OutgoingMail) -> None:
         client = await self._connected()
@@ -196,7 +196,7 @@ class SmtpSender:
                     raise
                 raise mapped from error
             if on_accepted is not None:
-                self._unrecorded = await self._marked(on_accepted)
+                await self._keep_mark(on_accepted)
 
     async def send_with_retry(
         self,

@@ -144,7 +144,6 @@ def test_signals_left_alone_get_warning_breach_and_each_escalation_once_even_acr
         ids_per_rung.setdefault(rung(r), set()).add(r["id"])
     records = list({r["id"]: r for r in reversed(published)}.values())  # the first record of each id
     by_rung = Counter(rung(r) for r in records)
-    by_id = Counter(r["id"] for r in published)
     raw_duplicates = len(published) - len(records)
     late = [lateness_s(r, assigned_at) for r in records]
     print(f"\nSLA run: {SIGNALS} signals, {len(published)} records published, {len(records)} ids, "
@@ -154,7 +153,7 @@ def test_signals_left_alone_get_warning_breach_and_each_escalation_once_even_acr
 
     assert set(by_rung) == expected, "no rung missing, none for the signal acknowledged in time"
     assert all(len(ids) == 1 for ids in ids_per_rung.values()), "one event id per signal, clock and step"
-    assert len(by_id) == len(expected)
+    assert len(records) == len(expected)  # distinct ids
     assert all(r["data"]["signal_id"] != in_time for r in records)
     # Each within a sweep interval (+ processing) of falling due, plus the time feedback was down.
     assert max(late) <= restart_s + 2 * SWEEP_S + 10, f"max lateness {max(late):.1f} s"
