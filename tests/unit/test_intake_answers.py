@@ -111,3 +111,29 @@ def test_fast_json_parses_exactly_as_the_standard_library() -> None:
             continue
         raise AssertionError(bad)
     assert json.loads(fastjson.dumps({"x": "é", "n": [1, None]})) == {"x": "é", "n": [1, None]}
+
+
+async def test_an_answer_waits_for_the_next_claim_and_goes_out_with_it(monkeypatch: Any) -> None:
+    monkeypatch.setattr("services.intake.idempotency.ANSWER_RIDES_WITH_NEXT_CLAIM_S", 30.0)
+    publisher = FlakyPublisher(failures=0)
+    store = IdempotencyStore(IntakeSettings(), publisher)
+    store.recovered = True
+    store.complete_soon(SLOT, claim_id="c", fingerprint="f", response={"signal_id": "s"})
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert publisher.written == []  # no claim yet: the answer waits (here up to 30 s)
+    won = await store.claim("obs-de-linde:other", fingerprint="g")
+    assert won is not None
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert [key for key, _ in publisher.written] == ["claim:obs-de-linde:other", f"done:{SLOT}"]
+    await store.stop()
+
+
+async def test_a_stop_writes_the_answers_that_wait_for_a_claim(monkeypatch: Any) -> None:
+    monkeypatch.setattr("services.intake.idempotency.ANSWER_RIDES_WITH_NEXT_CLAIM_S", 30.0)
+    publisher = FlakyPublisher(failures=0)
+    store = IdempotencyStore(IntakeSettings(), publisher)
+    store.complete_soon(SLOT, claim_id="c", fingerprint="f", response={"signal_id": "s"})
+    await asyncio.wait_for(store.stop(), timeout=5)
+    assert [key for key, _ in publisher.written] == [f"done:{SLOT}"]
