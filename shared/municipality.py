@@ -156,6 +156,16 @@ class Municipality:
             found.setdefault(str(partner.contact.email).lower(), set()).add(partner.id)
         return {address: frozenset(ids) for address, ids in found.items()}
 
+    @cached_property
+    def digest_partner_ids(self) -> frozenset[str]:
+        """The partners that asked for a daily digest instead of single e-mails: notify asks this for every mail."""
+        return frozenset(p.id for p in self.partners.values() if p.mail_preference == "daily_digest")
+
+    @cached_property
+    def known_partner_ids_by_body(self) -> dict[str, frozenset[str]]:
+        """Per body, its partners that the file defines (a body may name one it does not)."""
+        return {body.id: body.partner_ids & self.partners.keys() for body in self.bodies.values()}
+
     def roles_of_person(self, email: str, partner_id: str) -> dict[str, str]:
         """The bodies a person acts for, with the role: the file lists them among the body's contacts and their
         organisation is one of the body's partners."""

@@ -80,10 +80,9 @@ def _dedupe(mails: list[PlannedMail]) -> list[PlannedMail]:
 def prefers_digest(recipient: Recipient, body_id: str | None, municipality: Municipality) -> bool:
     """Whether every partner the recipient mails for (the body's partners, or the partner whose contact they are)
     asked for a daily digest."""
-    body = municipality.bodies.get(body_id) if body_id else None
-    owners = {pid for pid in (body.partner_ids if body else ()) if pid in municipality.partners}
+    owners = municipality.known_partner_ids_by_body.get(body_id, frozenset()) if body_id else frozenset()
     owners |= municipality.partner_ids_by_contact_email.get(recipient.email.lower(), frozenset())
-    return bool(owners) and all(municipality.partners[p].mail_preference == "daily_digest" for p in owners)
+    return bool(owners) and owners <= municipality.digest_partner_ids
 
 
 def _mark_digests(mails: list[PlannedMail], urgency: Urgency, municipality: Municipality) -> list[PlannedMail]:

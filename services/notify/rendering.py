@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, select_autoescape
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from shared.events import Clock, Route, Urgency
@@ -198,6 +198,15 @@ def _environment() -> Environment:
 
 
 _ENV = _environment()
+_TEMPLATES: dict[str, Template] = {}
+
+
+def _template(name: str) -> Template:
+    """A compiled template, looked up in a plain dict (jinja's own cache takes a lock and an LRU step per call)."""
+    template = _TEMPLATES.get(name)
+    if template is None:
+        template = _TEMPLATES[name] = _ENV.get_template(name)
+    return template
 
 
 def subject_for(kind: str, context: MailContext) -> str:
@@ -225,8 +234,8 @@ def render(kind: str, context: MailContext) -> RenderedMail:
     variables = {name: getattr(context, name) for name in MailContext.model_fields}
     variables["clock_deadline"] = context.clock_deadline
     variables["subject"] = subject = subject_for(kind, context)
-    text = _ENV.get_template(f"{kind}.txt").render(variables)
-    html = _ENV.get_template(f"{kind}.html").render(variables)
+    text = _template(f"{kind}.txt").render(variables)
+    html = _template(f"{kind}.html").render(variables)
     return RenderedMail(kind=kind, subject=subject, text=text, html=html)
 
 

@@ -176,3 +176,6 @@ def test_digest_preference_follows_the_partner_behind_the_address_or_the_body() 
     assert prefers_digest(Recipient("x", "administratie@hetanker.example"), None, M)
     assert not prefers_digest(Recipient("x", "ib@delinde.example"), "zat-12ab", M)
     assert not prefers_digest(Recipient("x", "nobody@else.example"), None, M)
+    # Het Anker's address mailed for the OOV body: its partners want every mail at once, so the mail goes at once.
+    assert not prefers_digest(Recipient("x", "administratie@hetanker.example"), "oov", M)
+    assert not prefers_digest(Recipient("x", "ib@hetanker.example"), "no-such-body", M)
