@@ -164,7 +164,8 @@ class Municipality:
     @cached_property
     def known_partner_ids_by_body(self) -> dict[str, frozenset[str]]:
         """Per body, its partners that the file defines (a body may name one it does not)."""
-        return {body.id: body.partner_ids & self.partners.keys() for body in self.bodies.values()}
+        known = frozenset(self.partners)  # a frozenset: `& dict.keys()` would hand out mutable sets
+        return {body.id: body.partner_ids & known for body in self.bodies.values()}
 
     def roles_of_person(self, email: str, partner_id: str) -> dict[str, str]:
         """The bodies a person acts for, with the role: the file lists them among the body's contacts and their

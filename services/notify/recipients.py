@@ -80,8 +80,8 @@ def _dedupe(mails: list[PlannedMail]) -> list[PlannedMail]:
 def prefers_digest(recipient: Recipient, body_id: str | None, municipality: Municipality) -> bool:
     """Whether every partner the recipient mails for (the body's partners, or the partner whose contact they are)
     asked for a daily digest."""
-    owners = municipality.known_partner_ids_by_body.get(body_id, frozenset()) if body_id else frozenset()
-    owners |= municipality.partner_ids_by_contact_email.get(recipient.email.lower(), frozenset())
+    of_body = municipality.known_partner_ids_by_body.get(body_id, frozenset()) if body_id else frozenset()
+    owners = of_body | municipality.partner_ids_by_contact_email.get(recipient.email.lower(), frozenset())
     return bool(owners) and owners <= municipality.digest_partner_ids
 
 

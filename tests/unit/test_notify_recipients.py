@@ -179,3 +179,14 @@ def test_digest_preference_follows_the_partner_behind_the_address_or_the_body() 
     # Het Anker's address mailed for the OOV body: its partners want every mail at once, so the mail goes at once.
     assert not prefers_digest(Recipient("x", "administratie@hetanker.example"), "oov", M)
     assert not prefers_digest(Recipient("x", "ib@hetanker.example"), "no-such-body", M)
+
+
+def test_asking_for_a_digest_preference_leaves_the_municipalitys_look_ups_as_they_were() -> None:
+    fresh = load_municipality(REPO_ROOT / "examples" / "gemeente-voorbeeld.yaml")
+    before = {body: set(ids) for body, ids in fresh.known_partner_ids_by_body.items()}
+    # Het Anker's contact mailed for the OOV body, then the OOV body's own handler: the second answer must not see
+    # Het Anker among the OOV body's partners.
+    assert not prefers_digest(Recipient("x", "administratie@hetanker.example"), "oov", fresh)
+    assert not prefers_digest(Recipient("x", "jvc@gemeente.example"), "oov", fresh)
+    assert {body: set(ids) for body, ids in fresh.known_partner_ids_by_body.items()} == before
+    assert all(isinstance(ids, frozenset) for ids in fresh.known_partner_ids_by_body.values())
