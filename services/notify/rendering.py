@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -198,15 +199,12 @@ def _environment() -> Environment:
 
 
 _ENV = _environment()
-_TEMPLATES: dict[str, Template] = {}
 
 
+@functools.cache
 def _template(name: str) -> Template:
-    """A compiled template, looked up in a plain dict (jinja's own cache takes a lock and an LRU step per call)."""
-    template = _TEMPLATES.get(name)
-    if template is None:
-        template = _TEMPLATES[name] = _ENV.get_template(name)
-    return template
+    """A compiled template, kept without jinja's own cache (a lock and an LRU step on every call)."""
+    return _ENV.get_template(name)
 
 
 def subject_for(kind: str, context: MailContext) -> str:
