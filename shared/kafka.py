@@ -13,6 +13,11 @@ from shared.settings import Settings
 from shared.tracing import trace_headers
 
 PRODUCER_LINGER_S = 0.005
+# Per partition. faust's default (16 KiB) holds about eleven `signals.assigned` records; aiokafka's `send` then
+# waits until that batch is written, and it keeps one produce request in flight per broker, so a record loop
+# batch of 150 records went out as about fourteen produce requests one after another (docs/benchmarks.md,
+# "Produce batches of 512 KiB"). Below the broker's `message.max.bytes` (1 MiB) with room for the batch header.
+PRODUCER_MAX_BATCH_BYTES = 512 * 1024
 
 
 def create_faust_app(name: str, settings: Settings, *, store: str | None = None,
@@ -34,6 +39,7 @@ def create_faust_app(name: str, settings: Settings, *, store: str | None = None,
         producer_acks=-1,
         # The effects of records decided close together (a batch, the mails of a batch) share a produce request.
         producer_linger=producer_linger_s,
+        producer_max_batch_size=PRODUCER_MAX_BATCH_BYTES,
         table_standby_replicas=0,
         broker_commit_every=100,
         broker_commit_interval=1.0,
