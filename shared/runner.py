@@ -9,11 +9,10 @@ from typing import Any
 
 import uvicorn
 import uvloop
+from uvicorn.config import STARTUP_FAILURE
 
 from shared import gc_tuning
 from shared.settings import Settings
-
-STARTUP_FAILURE = 3  # uvicorn's exit code when the app did not start
 
 
 class FreezingServer(uvicorn.Server):
