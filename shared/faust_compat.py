@@ -25,6 +25,14 @@ named below. What is changed (docs/decisions/0011, 0014):
    wait a fetch gathers up to STREAM_FETCH_MIN_BYTES (64 KiB) instead of returning with the first record:
    at 50 signals/s a fetch per record or two cost the services a quarter of their CPU (ADR 0024).
 
+5. The drainer hands a record to the stream's queue directly when nothing can make it wait. faust's
+   `Consumer._drain_messages` races every record's delivery against `suspend_flow` with `wait_first`: four
+   tasks and an `asyncio.wait` per record, and the queue fills only while the record loop awaits, so batches
+   held 66–101 records (docs/benchmarks.md, "Where routing's record loop waits"). When flow is active and not
+   suspended, the producer buffer below its limit, the conductor's lock free and no queue of the partition
+   full, the delivery (`Conductor.on_message`) cannot suspend, and it is awaited as is; otherwise as faust
+   does. The records delivered and their order are the same (ADR 0026).
+
 Also here, because they read faust's internals: the current event for table writes made after a batch
 (faust picks a changelog partition from it), a table write that hands its changelog record to the producer at
 once and gives back its future (notify waits for a mail's 'sent' mark before the next mail's content), the
@@ -43,7 +51,7 @@ import faust
 import structlog
 from faust.streams import _current_event
 from faust.tables.recovery import Recovery
-from faust.transport.consumer import Consumer
+from faust.transport.consumer import CONSUMER_FETCHING, Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
 from faust.utils.functional import consecutive_numbers
@@ -297,6 +305,84 @@ def create_worker_consumer(self: Any, transport: Any) -> Any:
     return consumer
 
 
+# -- 5. the drainer: no task per record when delivery cannot wait -----------------------------------------
+
+def delivery_cannot_wait(consumer: Any, tp: TP) -> bool:
+    """Whether faust's delivery of a record of `tp` (`Conductor.on_message`) completes without suspending.
+
+    It awaits flow control (`FlowControlEvent.acquire`), the producer buffer's ebb (`wait_until_ebb`), the
+    conductor's lock and, for a full queue, `Channel.put`; the decode awaits only for a decode error, which
+    is not a wait. When none of them can wait, racing the delivery against `suspend_flow` decides nothing.
+    """
+    app = consumer.app
+    if consumer.suspend_flow.is_set() or not app.flow_control.is_active():
+        return False
+    buffer = app.producer.buffer
+    if buffer.size > buffer.max_messages:
+        return False
+    conductor = app.topics
+    if conductor._tp_to_callback_lock.locked():
+        return False
+    return not any(channel.queue.full() for channel in conductor._tp_index.get(tp, ()))
+
+
+async def drain_messages(self: Any, fetcher: Any) -> None:
+    """faust's `Consumer._drain_messages` (faust 0.15.3, transport/consumer.py) with the fast path of 5."""
+    consumer_should_stop = self._stopped.is_set
+    fetcher_should_stop = fetcher._stopped.is_set
+    try:
+        while not (consumer_should_stop() or fetcher_should_stop()):
+            self.diag.set_flag(CONSUMER_FETCHING)
+            fetched = self.getmany(timeout=1.0)
+            await self.sleep(0)  # getmany may be called in a loop that never yields otherwise
+            if not self.should_stop:
+                await _deliver_fetched(self, fetched)
+            self.diag.unset_flag(CONSUMER_FETCHING)
+    except self.consumer_stopped_errors:
+        if self.transport.app.should_stop:
+            self.log.info("Broker stopped consumer, shutting down...")
+            return
+        raise
+    except asyncio.CancelledError:
+        if self.transport.app.should_stop:
+            self.log.info("Consumer shutting down for user cancel.")
+            return
+        raise
+    except Exception as exc:
+        self.log.exception("Drain messages raised: %r", exc)
+        raise
+    finally:
+        self.diag.unset_flag(CONSUMER_FETCHING)
+
+
+async def _deliver_fetched(self: Any, fetched: AsyncIterator[tuple[TP, Any]]) -> None:
+    """Hand each fetched record past the read offset to the conductor, as faust's drainer does."""
+    callback = self.callback
+    read_offset = self._read_offset
+    commit_every = self._commit_every
+    acks_enabled_for = self.app.topics.acks_enabled_for
+    since_yield = 0
+    async for tp, message in fetched:
+        since_yield += 1
+        if since_yield > 100:
+            await asyncio.sleep(0)
+            since_yield = 0
+        offset = message.offset
+        r_offset = read_offset[tp]
+        if r_offset is not None and offset < r_offset:
+            continue  # faust drops what is behind the read offset (a record read again before a seek took)
+        if offset - (r_offset or 0) > 1 and r_offset and acks_enabled_for(message.topic):
+            await self._add_gap(tp, r_offset + 1, offset)
+        if commit_every is not None and self._n_acked >= commit_every:
+            self._n_acked = 0
+            await self.commit()
+        if delivery_cannot_wait(self, tp):
+            await callback(message)
+        else:
+            await self.wait_first(callback(message), self.suspend_flow.wait())
+        read_offset[tp] = offset
+
+
 _REPLACED: tuple[tuple[Any, str, Any], ...] = (
     (AIOKafkaConsumerThread, "getmany", getmany),
     (AIOKafkaConsumerThread, "_create_worker_consumer", create_worker_consumer),
@@ -308,6 +394,7 @@ _REPLACED: tuple[tuple[Any, str, Any], ...] = (
     (Consumer, "_add_gap", add_gap),
     (Consumer, "_new_offset", new_offset),
     (Consumer, "ack", ack),
+    (Consumer, "_drain_messages", drain_messages),
 )
 
 
@@ -374,6 +461,25 @@ async def write_with_receipt(table: Any, key: Any, value: Any) -> asyncio.Future
     table.data[key] = value
     await topic.publish_message(receipt)
     return receipt
+
+
+def send_now(app: faust.App) -> None:
+    """Close the producer's open batches and wake its sender: what was sent goes out without the linger.
+
+    The record loop sends a whole batch and then awaits it, so a linger would be spent waiting (docs/benchmarks.md,
+    "Where routing's record loop waits"); other senders in the process (faust's changelog buffer) keep theirs.
+    aiokafka's `flush_for_commit` does the same before it waits.
+    """
+    aiokafka_producer = getattr(app.producer, "_producer", None)
+    accumulator = getattr(aiokafka_producer, "_message_accumulator", None)
+    if accumulator is None:
+        return
+    for batches in accumulator._batches.values():
+        for batch in batches:
+            batch._builder.close()
+    waiter = accumulator._waiter_future
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 async def ready_batches(manual: Any, *, max_records: int, linger_s: float = 0.0) -> AsyncIterator[list[Any]]:

@@ -165,6 +165,7 @@ async def produce_all(app: faust.App, records: list[Publish]) -> None:
     producer = await app.maybe_start_producer()
     pending = [await producer.send(r.topic, r.key, r.value, partition=None, timestamp=None,
                                    headers=list(r.headers) or None) for r in records]
+    faust_compat.send_now(app)
     await asyncio.gather(*pending)
 
 
