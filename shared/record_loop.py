@@ -44,7 +44,7 @@ from shared.events import (
     decode_event,
     encode_event,
 )
-from shared.metrics import HopMetrics
+from shared.metrics import HopMetrics, by_topic
 from shared.tracing import handling, traced
 
 log = structlog.get_logger(__name__)
@@ -203,8 +203,10 @@ class RecordLoop:
         try:
             view = TableView(self.tables)
             planned: Planned = []
+            topics = by_topic(event.message.topic for event in events)
+            for topic, count in topics.items():
+                self.metrics.consumed_of(topic).inc(count)
             for event in events:
-                self.metrics.consumed.labels(topic=event.message.topic).inc()
                 effects = self._decide(event, handler, view)
                 view.stage(effects.writes)
                 planned.append((event, effects))
@@ -224,8 +226,10 @@ class RecordLoop:
         self.metrics.last_progress = time.monotonic()
         elapsed = time.perf_counter() - started
         self.metrics.batch_size.observe(len(events))
-        for event in events:
-            self.metrics.duration.labels(topic=event.message.topic).observe(elapsed / len(events))
+        for topic, count in topics.items():
+            duration = self.metrics.duration_of(topic)
+            for _ in range(count):
+                duration.observe(elapsed / len(events))
 
     def _decide(self, event: Any, handler: Handler, view: TableView) -> Effects:
         message = event.message
@@ -269,8 +273,8 @@ class RecordLoop:
 
     async def _produce(self, records: list[Publish]) -> None:
         await produce_all(self.app, records)
-        for record in records:
-            self.metrics.produced.labels(topic=record.topic).inc()
+        for topic, count in by_topic(record.topic for record in records).items():
+            self.metrics.produced_of(topic).inc(count)
 
     def dead_letter(self, message: Any, code: str) -> Effects:
         """The original record with provenance for the dead-letter topic, counted once it is written."""

@@ -87,8 +87,8 @@ class RoutingDecisions:
         effects.writes.append(TableWrite(SUBJECTS, data.subject_key, remembered))
 
         def counted() -> None:
-            self.metrics.assigned.labels(route=assigned.route.value, rule=assigned.rule_id).inc()
-            self.metrics.latency.labels(route=assigned.route.value).observe((now - data.received_at).total_seconds())
+            self.metrics.assigned_of(assigned.route.value, assigned.rule_id).inc()
+            self.metrics.latency_of(assigned.route.value).observe((now - data.received_at).total_seconds())
             log.info("signal_routed", signal_id=assigned.signal_id, route=assigned.route.value,
                      body=assigned.body_id, rule=assigned.rule_id, matched=assigned.matched,
                      inform=assigned.inform_body_ids)
@@ -162,7 +162,7 @@ class RoutingDecisions:
 
         def counted() -> None:
             self.metrics.rejections.labels(route=rejection.route.value).inc()
-            self.metrics.assigned.labels(route=nxt.route.value, rule=nxt.rule_id).inc()
+            self.metrics.assigned_of(nxt.route.value, nxt.rule_id).inc()
             log.info("signal_handed_off", signal_id=nxt.signal_id, rejected_by=rejection.body_id, body=nxt.body_id,
                      rule=nxt.rule_id, attempt=nxt.attempt)
 

@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from services.routing.rules import HANDOFF_EXHAUSTED, SYMBOLIC_TARGETS, RuleBook
 from shared.events import Route
-from shared.metrics import LATENCY_BUCKETS, RECORD_DEAD_LETTER_REASONS, HopMetrics, combos, precreate
+from shared.metrics import LATENCY_BUCKETS, RECORD_DEAD_LETTER_REASONS, Children, HopMetrics, combos, precreate
 from shared.municipality import Municipality
 from shared.topics import (
     PRIVACY_ERASURES,
@@ -48,6 +48,7 @@ class RoutingMetrics:
         self.config_reloads = Counter(
             "routing_config_reloads_total", "Routing configuration loads.", ["outcome"], registry=registry
         )
+        self.assigned_of, self.latency_of = Children(self.assigned), Children(self.latency)
         precreate(self.latency, combos(route=ROUTES))
         precreate(self.rejections, combos(route=ROUTES))
         precreate(self.config_reloads, combos(outcome=("ok", "refused")))
