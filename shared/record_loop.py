@@ -169,6 +169,16 @@ async def produce_all(app: faust.App, records: list[Publish]) -> None:
     await asyncio.gather(*pending)
 
 
+async def write_table(table: Any, key: Any, value: Any) -> None:
+    """`table[key] = value` with its changelog record handed to the producer at once, not to faust's buffer.
+
+    faust's buffer is drained by a task of its own, one record at a time, and while it holds more than 100
+    records every delivery to a stream waits for it (`ProducerBuffer.wait_until_ebb`); a batch of 300 writes
+    did that every batch. Call it in the context of the event the write belongs to (`as_current_event`).
+    """
+    await faust_compat.write_with_receipt(table, key, value)
+
+
 class RecordLoop:
     """Reads a stream in batches: decide per record, carry out the batch's effects, then ack."""
 
@@ -268,7 +278,7 @@ class RecordLoop:
             if effects.writes:
                 with faust_compat.as_current_event(event):
                     for write in effects.writes:
-                        self.tables[write.table][write.key] = write.value
+                        await write_table(self.tables[write.table], write.key, write.value)
         await self._produce([record for _, effects in planned for record in effects.answers])
 
     async def _produce(self, records: list[Publish]) -> None:

@@ -59,7 +59,11 @@ def make_loop(log: list[str], tables: dict[str, dict[Any, Any]], monkeypatch: py
         log.append(f"fatal {type(exc).__name__}")
         raise SystemExit(70)
 
+    async def fake_write_table(table: dict[Any, Any], key: Any, value: Any) -> None:
+        table[key] = value
+
     monkeypatch.setattr(record_loop, "produce_all", fake_produce_all)
+    monkeypatch.setattr(record_loop, "write_table", fake_write_table)
     monkeypatch.setattr(record_loop, "fatal", fake_fatal)
     metrics = HopMetrics("unit", registry=CollectorRegistry(), consumes=[TOPIC], produces=[TOPIC])
     return RecordLoop(SimpleNamespace(), service="unit", metrics=metrics, dlq_topic="unit.dlq",  # type: ignore[arg-type]
