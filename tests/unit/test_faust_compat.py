@@ -6,6 +6,7 @@ Fakes stand in for faust's consumer and app; the end-to-end proof is tests/integ
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -155,3 +156,42 @@ async def test_a_write_with_receipt_does_what_setitem_does_and_keeps_the_changel
         assert (future.message.partition, future.message.key, future.message.value) == (2, key, value)
         assert future.message.callback == table._on_changelog_sent
         assert table[key] == value
+
+
+class FakeQueue:
+    def __init__(self, full: bool) -> None:
+        self._full = full
+
+    def full(self) -> bool:
+        return self._full
+
+
+def delivery_state(*, suspended: bool = False, flow_active: bool = True, buffered: int = 0, locked: bool = False,
+                   queue_full: bool = False) -> tuple[Any, str]:
+    """A faust consumer as `delivery_cannot_wait` reads it, for one partition."""
+    lock = asyncio.Lock()
+    if locked:
+        lock._locked = True  # type: ignore[attr-defined]  # as held by another task
+    tp = "signals.received:0"
+    conductor = SimpleNamespace(_tp_to_callback_lock=lock,
+                                _tp_index={tp: [SimpleNamespace(queue=FakeQueue(queue_full))]})
+    app = SimpleNamespace(flow_control=SimpleNamespace(is_active=lambda: flow_active),
+                          producer=SimpleNamespace(buffer=SimpleNamespace(size=buffered, max_messages=100)),
+                          topics=conductor)
+    event = asyncio.Event()
+    if suspended:
+        event.set()
+    return SimpleNamespace(app=app, suspend_flow=event), tp
+
+
+@pytest.mark.parametrize("blocked", [
+    {"suspended": True}, {"flow_active": False}, {"buffered": 101}, {"locked": True}, {"queue_full": True}])
+def test_the_drainer_races_the_delivery_whenever_anything_could_make_it_wait(blocked: dict[str, Any]) -> None:
+    consumer, tp = delivery_state(**blocked)
+    assert not faust_compat.delivery_cannot_wait(consumer, tp)
+
+
+def test_the_drainer_awaits_the_delivery_directly_only_when_nothing_can_wait() -> None:
+    consumer, tp = delivery_state(buffered=100)
+    assert faust_compat.delivery_cannot_wait(consumer, tp)
+    assert faust_compat.delivery_cannot_wait(consumer, "privacy.erasures:0")  # no channel of its own: no queue
