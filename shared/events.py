@@ -10,6 +10,7 @@ never personal data.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import uuid
@@ -43,9 +44,19 @@ def source_urn(component: str) -> str:
     return f"urn:nld:oin:{OIN}:systeem:schakel-{component}"
 
 
+_NAMESPACE_BYTES = SCHAKEL_NAMESPACE.bytes
+_VARIANT_NIBBLE = "89ab89ab89ab89ab"  # RFC 4122 variant: the nibble's top bits 10, indexed by its old value
+
+
 def deterministic_id(*parts: str) -> str:
-    """A UUID derived from its parts, so a redelivered input yields the same event id."""
-    return str(uuid.uuid5(SCHAKEL_NAMESPACE, "|".join(parts)))
+    """A UUID derived from its parts, so a redelivered input yields the same event id.
+
+    Exactly `str(uuid.uuid5(SCHAKEL_NAMESPACE, "|".join(parts)))` (tests/unit/test_events_ids.py), computed
+    on the hex digest: building a `uuid.UUID` took half of the 17 µs this costs per event in the record loop.
+    """
+    digest = hashlib.sha1(_NAMESPACE_BYTES + "|".join(parts).encode(), usedforsecurity=False).hexdigest()
+    variant = _VARIANT_NIBBLE[int(digest[16], 16)]
+    return f"{digest[:8]}-{digest[8:12]}-5{digest[13:16]}-{variant}{digest[17:20]}-{digest[20:32]}"
 
 
 def utcnow() -> datetime:
@@ -482,7 +493,9 @@ def make_event(data: Contract, *, source: str, subject: str | None, event_id: st
     event_type = payload.pop("event_type")
     if not source.startswith("urn:nld:") or not EVENT_TYPE.match(event_type):
         raise ValueError(f"not per the NL GOV profile: source {source!r}, type {event_type!r}")
-    return CloudEvent(
+    # Every field is checked above or comes from a validated payload: constructing without a second validation
+    # saves a third of the envelope's cost; encode_event's bytes are the same (tests/unit/test_events_ids.py).
+    return CloudEvent.model_construct(
         id=event_id or str(uuid.uuid4()),
         source=source,
         type=event_type,

@@ -74,13 +74,15 @@ class RoutingDecisions:
             return Effects(after=[lambda: log.info("signal_already_routed", signal_id=data.signal_id)])
         now = utcnow()
         assigned = route_signal(data, book=loaded.book, municipality=loaded.municipality, match=state, now=now)
-        effects = Effects(publish=[Publish.event(SIGNALS_ASSIGNED.name, key=assigned.signal_id,
-                                                 event=assigned_event(assigned))])
+        assigned_record = Publish.event(SIGNALS_ASSIGNED.name, key=assigned.signal_id, event=assigned_event(assigned))
+        effects = Effects(publish=[assigned_record])
         me = Seen(**{**me.__dict__, "body_id": assigned.body_id})
         if state.new_partner_match:
             effects.add(self._match("subject", data.subject_key, me, state, now))
         if data.family_key:
-            effects.publish.append(Publish.event(FAMILY_TOPIC, key=data.family_key, event=assigned_event(assigned)))
+            # The same event, encoded once (its id is fixed per signal and attempt).
+            effects.publish.append(Publish(FAMILY_TOPIC, data.family_key.encode(), assigned_record.value,
+                                           assigned_record.headers))
         remembered = remember(entry, me, window=loaded.book.window)
         if entry and entry.get("erased"):
             remembered = {**remembered, "erased": entry["erased"]}
