@@ -45,6 +45,7 @@ import asyncio
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import faust
@@ -55,6 +56,7 @@ from faust.transport.consumer import CONSUMER_FETCHING, Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
 from faust.utils.functional import consecutive_numbers
+from rocksdict import WriteBatch as _WriteBatch
 
 from shared.offset_continuity import Gap, GapOutcome, OffsetContinuity
 
@@ -461,6 +463,62 @@ async def write_with_receipt(table: Any, key: Any, value: Any) -> asyncio.Future
     table.data[key] = value
     await topic.publish_message(receipt)
     return receipt
+
+
+def batch_writable(table: Any) -> bool:
+    """Whether `write_batch` can write to this table: a RocksDB store, no transactions, no windowed expiry."""
+    store = getattr(table, "data", None)
+    return (hasattr(store, "_db_for_partition") and hasattr(store, "_key_index") and not table.app.in_transaction
+            and not table.use_partitioner and not table._should_expire_keys())
+
+
+async def write_batch(app: faust.App, writes: list[tuple[Any, Any, Any, Any]]) -> None:
+    """`table[key] = value` for each `(table, key, value, event)`: one RocksDB write per partition, not per key.
+
+    Per key, faust's `Store._set` is a RocksDB `put` (a write to its log each) and `Table.on_key_set` a changelog
+    record that the topic encodes again. Here each key and value is encoded once (`Store._encode_key`,
+    `_encode_value`, the serializers the changelog topic uses too); the values of a partition go into one
+    `WriteBatch` in order (the last write of a key wins, as with puts), as faust's own recovery writes the
+    changelog (`apply_changelog_batch`), and the same bytes go to the event's changelog partition through the
+    producer at once, in order. The persisted changelog offset (`set_persisted_offset`, what faust's
+    `_on_changelog_sent` keeps per record) is set once per partition, from the batch's last record there.
+    Nothing here waits for the broker: faust's commit flushes the producer before it commits the input
+    offsets, so no input is committed before its changelog records are written (ADR 0027). Only for tables
+    `batch_writable` accepts.
+    """
+    if not writes:
+        return
+    batches: dict[tuple[int, int], Any] = {}
+    tables: dict[tuple[int, int], Any] = {}
+    changelog: list[tuple[tuple[int, int], bytes, bytes | None]] = []
+    for table, key, value, event in writes:
+        store = table.data
+        slot = (id(table), event.message.partition)
+        key_bytes, value_bytes = store._encode_key(key), store._encode_value(value)
+        batch = batches.get(slot)
+        if batch is None:
+            batch = batches[slot] = _WriteBatch(raw_mode=True)
+            tables[slot] = table
+        batch.put(key_bytes, value_bytes)
+        store._key_index[key_bytes] = slot[1]
+        table._sensor_on_set(table, key, value)
+        changelog.append((slot, key_bytes, value_bytes))
+    for slot, batch in batches.items():
+        tables[slot].data._db_for_partition(slot[1]).write(batch)
+    producer = await app.maybe_start_producer()
+    last_sent: dict[tuple[int, int], asyncio.Future[Any]] = {}
+    for slot, key_bytes, value_bytes in changelog:
+        last_sent[slot] = await producer.send(tables[slot].changelog_topic.get_topic_name(), key_bytes, value_bytes,
+                                              partition=slot[1], timestamp=None, headers=None)
+    for slot, sent in last_sent.items():
+        sent.add_done_callback(partial(_persist_changelog_offset, tables[slot]))
+
+
+def _persist_changelog_offset(table: Any, sent: asyncio.Future[Any]) -> None:
+    if sent.cancelled() or sent.exception() is not None:
+        return  # the producer's error reaches faust's commit, which then does not commit
+    written = sent.result()
+    table.data.set_persisted_offset(TP(written.topic, written.partition), written.offset)
 
 
 def send_now(app: faust.App) -> None:

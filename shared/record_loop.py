@@ -179,6 +179,17 @@ async def write_table(table: Any, key: Any, value: Any) -> None:
     await faust_compat.write_with_receipt(table, key, value)
 
 
+async def write_tables(app: faust.App, writes: list[tuple[Any, Any, Any, Any]]) -> None:
+    """Each `(table, key, value, event)` write of a batch, in order: batched per partition where faust's store
+    allows (`faust_compat.write_batch`, RocksDB), else one `write_table` each in the event's context."""
+    writable = {id(table): faust_compat.batch_writable(table) for table, *_ in writes}
+    await faust_compat.write_batch(app, [write for write in writes if writable[id(write[0])]])
+    for table, key, value, event in writes:
+        if not writable[id(table)]:
+            with faust_compat.as_current_event(event):
+                await write_table(table, key, value)
+
+
 class RecordLoop:
     """Reads a stream in batches: decide per record, carry out the batch's effects, then ack."""
 
@@ -274,11 +285,8 @@ class RecordLoop:
             await self.stage(planned)
         await self._produce([record for _, effects in planned for record in effects.publish])
         planned[:] = self._still_ours(planned)
-        for event, effects in planned:
-            if effects.writes:
-                with faust_compat.as_current_event(event):
-                    for write in effects.writes:
-                        await write_table(self.tables[write.table], write.key, write.value)
+        await write_tables(self.app, [(self.tables[write.table], write.key, write.value, event)
+                                      for event, effects in planned for write in effects.writes])
         await self._produce([record for _, effects in planned for record in effects.answers])
 
     async def _produce(self, records: list[Publish]) -> None:

@@ -195,3 +195,57 @@ def test_the_drainer_awaits_the_delivery_directly_only_when_nothing_can_wait() -
     consumer, tp = delivery_state(buffered=100)
     assert faust_compat.delivery_cannot_wait(consumer, tp)
     assert faust_compat.delivery_cannot_wait(consumer, "privacy.erasures:0")  # no channel of its own: no queue
+
+
+class RecordingProducer:
+    """Stands in for faust's producer: remembers each send and gives back a future the test resolves."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, bytes | None, int]] = []
+        self.futures: list[asyncio.Future[Any]] = []
+
+    async def send(self, topic: str, key: bytes, value: bytes | None, *, partition: int, timestamp: Any,
+                   headers: Any) -> asyncio.Future[Any]:
+        self.sent.append((topic, key, value, partition))
+        self.futures.append(asyncio.get_running_loop().create_future())
+        return self.futures[-1]
+
+
+async def test_a_batch_of_writes_lands_in_rocksdb_per_partition_and_its_changelog_is_faust_own(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = create_faust_app("batch-check", Settings(state_dir=tmp_path), store="rocksdb://")
+    table = app.Table("subjects", default=None, partitions=4, key_type=str, value_type=None)
+    producer = RecordingProducer()
+
+    async def started() -> RecordingProducer:
+        return producer
+
+    monkeypatch.setattr(app, "maybe_start_producer", started)
+    assert faust_compat.batch_writable(table)
+    writes = [(table, "sk_a", {"n": 1}, Event(2)), (table, "sk_b", {"n": 2}, Event(0)),
+              (table, "sk_a", {"n": 3}, Event(2))]
+    await faust_compat.write_batch(app, writes)
+
+    changelog = table.changelog_topic
+    expected = [(changelog.get_topic_name(), changelog.prepare_key(key, None, None)[0],
+                 changelog.prepare_value(value, None, None)[0], event.message.partition)
+                for _, key, value, event in writes]
+    assert producer.sent == expected  # the bytes and partitions faust's own `table[key] = value` would send
+    with faust_compat.as_current_event(Event(2)):
+        assert table["sk_a"] == {"n": 3}  # the later write of a key wins
+    with faust_compat.as_current_event(Event(0)):
+        assert table["sk_b"] == {"n": 2}
+    assert table.data._db_for_partition(2).get(b"sk_b") is None  # each key in its own partition's database
+
+    for offset, future in enumerate(producer.futures):
+        topic, _, _, partition = producer.sent[offset]
+        future.set_result(SimpleNamespace(topic=topic, partition=partition, offset=10 + offset))
+    await asyncio.sleep(0)
+    persisted = {p: table.data.persisted_offset(faust_compat.TP(changelog.get_topic_name(), p)) for p in (0, 2)}
+    assert persisted == {0: 11, 2: 12}  # the last changelog record of each partition, as faust would keep
+
+
+def test_a_memory_table_is_written_the_faust_way(tmp_path: Any) -> None:
+    app = create_faust_app("memory-check", Settings(state_dir=tmp_path), store="memory://")
+    table = app.Table("subjects", default=None, partitions=4, key_type=str, value_type=None)
+    assert not faust_compat.batch_writable(table)
