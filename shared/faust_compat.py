@@ -35,7 +35,8 @@ named below. What is changed (docs/decisions/0011, 0014):
 
 Also here, because they read faust's internals: the current event for table writes made after a batch
 (faust picks a changelog partition from it), a table write that hands its changelog record to the producer at
-once and gives back its future (notify waits for a mail's 'sent' mark before the next mail's content), the
+once and gives back its future (notify waits for a mail's 'sent' mark before the next mail's content), a
+batch's table writes as one RocksDB write per partition with their changelog records (ADR 0027), the
 batch of ready events, the consumer's state for diagnostics, and readiness.
 """
 
