@@ -211,10 +211,17 @@ class RecordingProducer:
         return self.futures[-1]
 
 
+# Routing's tables (text keys, JSON values), and feedback's and notify's (bytes).
+TABLE_KINDS = [(str, None, ["sk_a", "sk_b"], [{"n": 1}, {"n": 2}, {"n": 3}]),
+               (bytes, bytes, [b"sk_a", b"sk_b"], [b"one", b"two", b"three"])]
+
+
+@pytest.mark.parametrize(("key_type", "value_type", "keys", "values"), TABLE_KINDS)
 async def test_a_batch_of_writes_lands_in_rocksdb_per_partition_and_its_changelog_is_faust_own(
-        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch, key_type: Any, value_type: Any, keys: list[Any],
+        values: list[Any]) -> None:
     app = create_faust_app("batch-check", Settings(state_dir=tmp_path), store="rocksdb://")
-    table = app.Table("subjects", default=None, partitions=4, key_type=str, value_type=None)
+    table = app.Table("subjects", default=None, partitions=4, key_type=key_type, value_type=value_type)
     producer = RecordingProducer()
 
     async def started() -> RecordingProducer:
@@ -222,8 +229,8 @@ async def test_a_batch_of_writes_lands_in_rocksdb_per_partition_and_its_changelo
 
     monkeypatch.setattr(app, "maybe_start_producer", started)
     assert faust_compat.batch_writable(table)
-    writes = [(table, "sk_a", {"n": 1}, Event(2)), (table, "sk_b", {"n": 2}, Event(0)),
-              (table, "sk_a", {"n": 3}, Event(2))]
+    a, b = keys
+    writes = [(table, a, values[0], Event(2)), (table, b, values[1], Event(0)), (table, a, values[2], Event(2))]
     await faust_compat.write_batch(app, writes)
 
     changelog = table.changelog_topic
@@ -232,9 +239,9 @@ async def test_a_batch_of_writes_lands_in_rocksdb_per_partition_and_its_changelo
                 for _, key, value, event in writes]
     assert producer.sent == expected  # the bytes and partitions faust's own `table[key] = value` would send
     with faust_compat.as_current_event(Event(2)):
-        assert table["sk_a"] == {"n": 3}  # the later write of a key wins
+        assert table[a] == values[2]  # the later write of a key wins
     with faust_compat.as_current_event(Event(0)):
-        assert table["sk_b"] == {"n": 2}
+        assert table[b] == values[1]
     assert table.data._db_for_partition(2).get(b"sk_b") is None  # each key in its own partition's database
 
     for offset, future in enumerate(producer.futures):
