@@ -7,7 +7,9 @@ named below. What is changed (docs/decisions/0011, 0014):
 
 1. Fetch with a snapshot of the active partitions. faust hands aiokafka its *live* set; aiokafka may wait
    and reads an empty set as "every partition". When recovery pauses the changelogs the set empties and
-   aiokafka returns records of paused stream partitions, which faust skips while aiokafka moves on.
+   aiokafka returns records of paused stream partitions, which faust skips while aiokafka moves on. A
+   partition paused while a fetch waited (a rebalance) is sought back to the first record the fetch returned
+   for it, which faust would skip the same way (`keep_unpaused`).
 2. Recovery seeks and clears the agents' queues before it resumes the stream partitions (faust-streaming
    #596): otherwise records delivered during the seek are cleared from the queues and then dropped as
    older than the read offset.
@@ -88,7 +90,33 @@ async def getmany(self: Any, active_partitions: set[Any] | None, timeout: float)
     consumer = getattr(self, "consumer", None)
     if consumer is None or not records:
         return records
+    if active_partitions is not None:
+        records = await keep_unpaused(consumer, records, active_partitions)
     return await keep_continuous(consumer, records)
+
+
+async def keep_unpaused(consumer: Any, records: Mapping[Any, list[Any]], live: set[Any]) -> dict[Any, list[Any]]:
+    """Records of partitions still active; a partition paused while the fetch waited is sought back.
+
+    A fetch may wait up to a second for the partitions active when it began. If a rebalance pauses one of them
+    meanwhile, aiokafka's position has moved past what the fetch returns, and faust's `Consumer.getmany`
+    drops those records (it keeps only partitions in the live active set): nothing reads them again unless a
+    seek to the committed offset happens to come later. A notify worker that kept its partitions through a
+    join lost the e-mails of three signals that way (CI of 3c19275). Here they are not delivered, and the
+    partition is sought back to the first of them, so they are read once it is resumed.
+    """
+    buffered: set[Any] = getattr(consumer, "_buffered_partitions", set())
+    kept: dict[Any, list[Any]] = {}
+    for tp, batch in records.items():
+        if tp in live or tp in buffered or not batch or not watched(consumer, tp.topic):
+            kept[tp] = batch
+            continue
+        if tp not in consumer.assignment():
+            continue  # revoked: its new owner reads it from the committed offset
+        log.info("fetched_while_paused_read_again", topic=tp.topic, partition=tp.partition,
+                 offset=batch[0].offset, records=len(batch))
+        await _seek(consumer, TP(tp.topic, tp.partition), batch[0].offset)
+    return kept
 
 
 def continuity_of(consumer: Any) -> OffsetContinuity:

@@ -256,3 +256,25 @@ def test_a_memory_table_is_written_the_faust_way(tmp_path: Any) -> None:
     app = create_faust_app("memory-check", Settings(state_dir=tmp_path), store="memory://")
     table = app.Table("subjects", default=None, partitions=4, key_type=str, value_type=None)
     assert not faust_compat.batch_writable(table)
+
+
+async def test_records_of_a_partition_paused_while_the_fetch_waited_are_read_again() -> None:
+    sought: list[tuple[Any, int]] = []
+
+    async def seek(tp: Any, offset: int) -> None:
+        sought.append((tp, offset))
+
+    kept_tp, paused_tp = faust_compat.TP("signals.assigned", 0), faust_compat.TP("signals.assigned", 2)
+    revoked_tp = faust_compat.TP("signals.assigned", 3)
+    changelog_tp = faust_compat.TP("schakel-notify-sent-log-changelog", 2)
+    consumer = SimpleNamespace(app=SimpleNamespace(topics=SimpleNamespace(
+        acks_enabled_for=lambda topic: not topic.endswith("-changelog"))), _buffered_partitions=set(), seek=seek,
+        assignment=lambda: {kept_tp, paused_tp, changelog_tp})
+    records = {tp: [SimpleNamespace(offset=n) for n in (61, 62)]
+               for tp in (kept_tp, paused_tp, revoked_tp, changelog_tp)}
+    live = {kept_tp}  # the rebalance paused partition 2 while the fetch waited
+
+    kept = await faust_compat.keep_unpaused(consumer, records, live)
+    assert kept == {kept_tp: records[kept_tp], changelog_tp: records[changelog_tp]}  # faust's own topics as before
+    assert sought == [(paused_tp, 61)]  # read again from the first record the fetch returned, once resumed
+    # A revoked partition is not sought: its new owner reads it from the committed offset.
