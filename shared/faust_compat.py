@@ -517,30 +517,38 @@ async def write_batch(app: faust.App, writes: list[tuple[Any, Any, Any, Any]]) -
     """
     if not writes:
         return
-    batches: dict[tuple[int, int], Any] = {}
-    tables: dict[tuple[int, int], Any] = {}
-    changelog: list[tuple[tuple[int, int], bytes, bytes | None]] = []
+    partitions: dict[tuple[int, int], _PartitionWrites] = {}  # by (id(table), partition): tables are unhashable
+    changelog: list[tuple[_PartitionWrites, bytes, bytes | None]] = []
     for table, key, value, event in writes:
+        partition = event.message.partition
+        pending = partitions.get((id(table), partition))
+        if pending is None:
+            pending = partitions[(id(table), partition)] = _PartitionWrites(table, partition)
         store = table.data
-        slot = (id(table), event.message.partition)
         key_bytes, value_bytes = store._encode_key(key), store._encode_value(value)
-        batch = batches.get(slot)
-        if batch is None:
-            batch = batches[slot] = _WriteBatch(raw_mode=True)
-            tables[slot] = table
-        batch.put(key_bytes, value_bytes)
-        store._key_index[key_bytes] = slot[1]
+        pending.batch.put(key_bytes, value_bytes)
+        changelog.append((pending, key_bytes, value_bytes))
+        store._key_index[key_bytes] = partition
         table._sensor_on_set(table, key, value)
-        changelog.append((slot, key_bytes, value_bytes))
-    for slot, batch in batches.items():
-        tables[slot].data._db_for_partition(slot[1]).write(batch)
+    for pending in partitions.values():
+        pending.table.data._db_for_partition(pending.partition).write(pending.batch)
     producer = await app.maybe_start_producer()
-    last_sent: dict[tuple[int, int], asyncio.Future[Any]] = {}
-    for slot, key_bytes, value_bytes in changelog:
-        last_sent[slot] = await producer.send(tables[slot].changelog_topic.get_topic_name(), key_bytes, value_bytes,
-                                              partition=slot[1], timestamp=None, headers=None)
-    for slot, sent in last_sent.items():
-        sent.add_done_callback(partial(_persist_changelog_offset, tables[slot]))
+    for pending, key_bytes, value_bytes in changelog:  # in the order of the writes
+        pending.last_sent = await producer.send(pending.topic, key_bytes, value_bytes, partition=pending.partition,
+                                                timestamp=None, headers=None)
+    for pending in partitions.values():
+        pending.last_sent.add_done_callback(partial(_persist_changelog_offset, pending.table))
+
+
+class _PartitionWrites:
+    """A batch's writes to one partition of one table: its RocksDB batch, its changelog topic, its last send."""
+
+    def __init__(self, table: Any, partition: int) -> None:
+        self.table = table
+        self.partition = partition
+        self.topic: str = table.changelog_topic.get_topic_name()
+        self.batch = _WriteBatch(raw_mode=True)
+        self.last_sent: Any = None
 
 
 def _persist_changelog_offset(table: Any, sent: asyncio.Future[Any]) -> None:

@@ -12,7 +12,7 @@ record found in a table was fully handled and is skipped; resends carry determin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -81,8 +81,7 @@ class RoutingDecisions:
             effects.add(self._match("subject", data.subject_key, me, state, now))
         if data.family_key:
             # The same event, encoded once (its id is fixed per signal and attempt).
-            effects.publish.append(Publish(FAMILY_TOPIC, data.family_key.encode(), assigned_record.value,
-                                           assigned_record.headers))
+            effects.publish.append(replace(assigned_record, topic=FAMILY_TOPIC, key=data.family_key.encode()))
         remembered = remember(entry, me, window=loaded.book.window)
         if entry and entry.get("erased"):
             remembered = {**remembered, "erased": entry["erased"]}
